@@ -1,0 +1,1 @@
+"""Test support shared by the core and UI suites (loopback hub, model builders, fixtures)."""
