@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find, download, run and compare local LLMs that fit this machine. "
         "With no command, the desktop app opens.",
     )
-    parser.add_argument("--version", action="version", version=f"spark-launcher {launcher.__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"spark-launcher {launcher.__version__}"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(launcher.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"launcher.commands.{info.name}")

@@ -25,7 +25,7 @@ class _QtIniKeys:
 
     @staticmethod
     def pytest_addoption(parser):  # type: ignore[no-untyped-def]
-        for key in ("qt_api", "qt_log_level_fail", "qt_default_raising"):
+        for key in ("qt_api", "qt_log_level_fail", "qt_default_raising", "qt_log_ignore"):
             parser.addini(key, "registered by tools/pytest_noqt.py (pytest-qt disabled)")
 
 
@@ -33,7 +33,7 @@ def main() -> int:
     sys.meta_path.insert(0, _QtBlocker())
     import pytest
 
-    return int(pytest.main(["-p", "no:pytestqt", *sys.argv[1:]], plugins=[_QtIniKeys()]))
+    return int(pytest.main(["-p", "no:pytest-qt", *sys.argv[1:]], plugins=[_QtIniKeys()]))
 
 
 if __name__ == "__main__":
