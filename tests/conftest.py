@@ -21,6 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 
+pytest_plugins = ["tests.support.hub_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
