@@ -31,5 +31,37 @@ class HubError(LauncherError):
     """The Hugging Face Hub (or the mirror in HF_ENDPOINT) refused or failed a request."""
 
 
+class HubAccessError(HubError):
+    """401/403: a gated or private repo, or a missing or refused Hugging Face token."""
+
+
+class HubNotFoundError(HubError):
+    """404: the repo, revision or file does not exist (or is private and hidden)."""
+
+
+class NotEnoughDiskSpace(DownloadError):
+    """The models folder's disk has too little free space (before or during a download)."""
+
+
+class ChecksumMismatch(DownloadError):
+    """A downloaded file's sha256 differs from the Hub's; the bad file was set aside."""
+
+
+class DownloadCancelled(DownloadError):
+    """The user cancelled or paused a download; partial data is kept for resume."""
+
+
+class UnsafeFileName(DownloadError):
+    """A repo listed a file name that would write outside the models folder."""
+
+
 class MachineSpecError(LauncherError):
     """A ``--machine`` value could not be understood."""
+
+
+class EngineError(LauncherError):
+    """The model engine refused a request (no model loaded, prompt too long, bad message)."""
+
+
+class HostCrashedError(EngineError):
+    """A model host process died; the message says how and what to try next."""

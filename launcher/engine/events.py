@@ -1,0 +1,256 @@
+"""The engine's public data: load parameters, sampling settings, and the events a host streams.
+
+Everything here is a frozen dataclass of plain values (str, int, float, bool, tuples, None),
+so it can cross the process boundary as JSON (see ``protocol.py``), be shown by the UI and be
+stored by calibration without any llama.cpp or Qt type leaking out.
+
+Event stream of one reply (``EngineClient.chat`` / ``complete``)::
+
+    Token(text) ... Token(text) ReplyFinished(metrics)      normal end, stop or cancel
+    Token(text) ... HostCrashed(exit_code, ...)             the host process died
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+StopReason = Literal["eos", "stop", "length", "context_full", "cancelled"]
+
+PLAIN_COMPLETION = "plain completion (model has no chat template)"
+"""``ReplyMetrics.template`` when a model has no chat template and a transcript was completed."""
+
+# Names accepted for KV cache types (llama.cpp's ggml type names), mapped to ggml enum values.
+KV_TYPES: dict[str, int] = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
+    "bf16": 30,
+}
+
+
+def _physical_cores() -> int:
+    import psutil
+
+    return max(1, psutil.cpu_count(logical=False) or psutil.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Exactly how llama.cpp is asked to load a model; every field is passed explicitly.
+
+    llama-cpp-python's defaults (no GPU offload, 512-token context, flash attention off) are
+    wrong for this app, so nothing is left to them. ``n_threads=None`` means the number of
+    physical cores. A ``MemoryPlan`` converts with :meth:`from_plan`.
+    """
+
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0  # -1: all layers
+    flash_attn: bool | None = None  # None: llama.cpp decides (auto)
+    type_k: str = "f16"
+    type_v: str = "f16"
+    swa_full: bool = False
+    n_threads: int | None = None
+    n_threads_batch: int | None = None
+    n_batch: int = 512
+    n_ubatch: int = 512
+    use_mmap: bool = True
+    use_mlock: bool = False
+    offload_kqv: bool = True
+    main_gpu: int = 0
+    seed: int = 0xFFFFFFFF  # llama.cpp's "random"
+
+    def resolved(self) -> EngineParams:
+        """These params with ``None`` thread counts replaced by this machine's physical cores."""
+        cores = _physical_cores()
+        return dataclasses.replace(
+            self,
+            n_threads=self.n_threads or cores,
+            n_threads_batch=self.n_threads_batch or self.n_threads or cores,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EngineParams:
+        """Build from a dict of ``Llama(...)``-style keyword arguments; unknown keys are ignored.
+
+        Accepts ggml enum integers as well as names for ``type_k``/``type_v``.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in names}
+        for key in ("type_k", "type_v"):
+            value = kwargs.get(key)
+            if value is None:
+                kwargs.pop(key, None)
+            elif isinstance(value, int):
+                inverse = {v: k for k, v in KV_TYPES.items()}
+                if value not in inverse:
+                    raise ValueError(f"unsupported KV cache type {value}")
+                kwargs[key] = inverse[value]
+            else:
+                kwargs[key] = str(value).lower()
+        params = cls(**kwargs)
+        params.validate()
+        return params
+
+    @classmethod
+    def from_plan(cls, plan: Any) -> EngineParams:
+        """Convert a ``MemoryPlan`` (anything with ``llama_params() -> dict``) or a dict."""
+        if isinstance(plan, EngineParams):
+            return plan
+        if isinstance(plan, Mapping):
+            return cls.from_dict(plan)
+        llama_params = getattr(plan, "llama_params", None)
+        if callable(llama_params):
+            return cls.from_dict(llama_params())
+        raise TypeError(f"cannot use {type(plan).__name__} as engine parameters")
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for values llama.cpp would reject or misread."""
+        if self.n_ctx < 16:
+            raise ValueError(f"context size {self.n_ctx} is too small (at least 16 tokens)")
+        if self.n_batch < 1 or self.n_ubatch < 1:
+            raise ValueError("batch sizes must be positive")
+        for key in (self.type_k, self.type_v):
+            if key not in KV_TYPES:
+                raise ValueError(f"unknown KV cache type {key!r}; use one of {sorted(KV_TYPES)}")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How tokens are chosen. ``temperature <= 0`` means greedy (deterministic)."""
+
+    max_tokens: int = 512
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Sampling:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if "stop" in kwargs:
+            kwargs["stop"] = tuple(str(s) for s in kwargs["stop"] or ())
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class BufferSize:
+    """One buffer llama.cpp reported allocating: ``kind`` is model, kv, compute or output."""
+
+    device: str  # "CPU", "CPU_Mapped", "CUDA0", "Metal", ...
+    kind: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Model loading progress, 0.0 to 1.0 (llama.cpp's own progress callback)."""
+
+    fraction: float
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model that is loaded and ready, with what loading it measurably cost."""
+
+    path: str
+    pid: int
+    load_s: float
+    buffers: tuple[BufferSize, ...]
+    rss_bytes: int
+    gpu_bytes: int | None  # NVML per-process GPU memory; None where unavailable
+    n_ctx: int
+    n_ctx_train: int
+    n_params: int
+    model_size_bytes: int
+    description: str
+    chat_template: str | None  # the GGUF's template; None: plain completion is used
+    params: EngineParams
+    system_info: str = ""
+
+    def buffer_total(self, kind: str | None = None, device: str | None = None) -> int:
+        """Bytes of the reported buffers, optionally only one kind and/or one device."""
+        return sum(
+            b.bytes
+            for b in self.buffers
+            if (kind is None or b.kind == kind) and (device is None or b.device == device)
+        )
+
+
+@dataclass(frozen=True)
+class ReplyMetrics:
+    """Honest numbers for one reply, measured in the host around llama.cpp's calls."""
+
+    ttft_s: float  # request sent to first token received, seen by the client
+    prompt_tokens: int  # tokens evaluated for this reply
+    prefill_s: float
+    prefill_tokens_per_s: float
+    generated_tokens: int
+    decode_s: float  # first token to last token
+    decode_tokens_per_s: float  # (generated_tokens - 1) / decode_s
+    stop_reason: StopReason
+    template: str  # "gguf chat template" or PLAIN_COMPLETION or "raw prompt"
+    total_s: float = 0.0
+    cached_tokens: int = 0  # prompt tokens reused from the previous reply's KV cache
+
+
+@dataclass(frozen=True)
+class Token:
+    """A piece of generated text (one token, or more when UTF-8 bytes span tokens)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyFinished:
+    """The reply ended (stop, end of sequence, length, cancel); the model stays loaded."""
+
+    text: str
+    metrics: ReplyMetrics
+
+
+@dataclass(frozen=True)
+class HostCrashed:
+    """The host process died; the client is usable again and can load a model."""
+
+    exit_code: int | None
+    last_log_lines: tuple[str, ...]
+    likely_cause: str
+
+
+Event = Token | ReplyFinished | HostCrashed
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One ``spark-launcher bench`` run."""
+
+    load_s: float
+    ttft_s: float
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    generated_tokens: int
+    prompt_tokens: int
+    rss_bytes: int
+    gpu_bytes: int | None
+    buffers: tuple[BufferSize, ...] = field(default_factory=tuple)

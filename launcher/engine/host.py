@@ -1,0 +1,492 @@
+"""The model host: the child process that owns one llama.cpp model and context.
+
+Started by ``EngineClient`` with the ``spawn`` start method (``host_main`` is the target), it
+reads JSON requests from its pipe (``protocol.py``) and answers with JSON events. Its stdout and
+stderr go to a log file the client reads after a crash, so even llama.cpp's own abort messages
+(written straight to stderr) reach the user; llama.cpp's log callback feeds the same file and the
+buffer-size parser.
+
+Written on llama-cpp-python's low-level API rather than ``llama_cpp.Llama`` because:
+- ``Llama(verbose=False)`` sends stderr to /dev/null while loading, hiding abort messages;
+- ``Llama`` has no load-progress hook, and its token loop copies logits into NumPy per token;
+- we need the stop flag checked between tokens and during prompt evaluation.
+Sampling uses llama.cpp's native sampler chain; nothing per token but one ``llama_decode``, one
+``llama_sampler_sample`` and one ``llama_token_to_piece`` crosses into C.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import os
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from launcher.engine import protocol
+from launcher.engine.events import KV_TYPES, PLAIN_COMPLETION, EngineParams, Sampling
+from launcher.engine.logparse import load_failure_message, parse_buffers
+
+GGUF_TEMPLATE = "gguf chat template"
+RAW_PROMPT = "raw prompt (plain completion)"
+TRANSCRIPT_STOPS = ("\nUser:", "\nAssistant:")
+
+
+class _LogCapture:
+    """llama.cpp's log callback: whole lines into a ring buffer and the host's log file."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=400)
+        self.partial = ""
+        self.load_lines: list[str] | None = None  # collects every line while loading
+
+    def __call__(self, level: int, text: bytes | None, user_data: Any) -> None:
+        if not text:
+            return
+        s = text.decode("utf-8", errors="replace")
+        with contextlib.suppress(OSError):
+            os.write(2, s.encode("utf-8"))
+        s = self.partial + s
+        *done, self.partial = s.split("\n")
+        for line in done:
+            self.lines.append(line)
+            if self.load_lines is not None:
+                self.load_lines.append(line)
+
+    def tail(self, n: int = 40) -> list[str]:
+        out = list(self.lines)[-n:]
+        if self.partial:
+            out.append(self.partial)
+        return out
+
+
+class _Host:
+    """State of one host: the llama.cpp model, context, sampler scratch and KV bookkeeping."""
+
+    def __init__(self, conn: Any, cancel: Any) -> None:
+        import llama_cpp
+
+        self.llama = llama_cpp
+        self.conn = conn
+        self.cancel = cancel
+        self.log = _LogCapture()
+        # Keep the ctypes callback alive for the process lifetime.
+        self._log_cb = llama_cpp.llama_log_callback(self.log)
+        llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        self.model: Any = None
+        self.ctx: Any = None
+        self.vocab: Any = None
+        self.n_ctx = 0
+        self.n_batch = 512
+        self.template: str | None = None
+        self.bos_text = ""
+        self.eos_text = ""
+        self.cached: list[int] = []  # tokens whose KV is in the cache (sequence 0)
+        self.reuse_prefix = True
+        self._piece = ctypes.create_string_buffer(256)
+
+    def send(self, msg_type: str, **fields: Any) -> None:
+        self.conn.send_bytes(protocol.encode(msg_type, **fields))
+
+    # ------------------------------------------------------------------ load
+    def load(self, path: str, params: EngineParams) -> None:
+        llama = self.llama
+        self.log.load_lines = []
+        t0 = time.perf_counter()
+        if not os.path.isfile(path):
+            self.send("load_failed", message=f"There is no model file at {path}.", log=[])
+            return
+        mp = llama.llama_model_default_params()
+        mp.n_gpu_layers = 0x7FFFFFFF if params.n_gpu_layers < 0 else params.n_gpu_layers
+        mp.main_gpu = params.main_gpu
+        if params.use_mmap:
+            mp.load_mode = (
+                llama.LLAMA_LOAD_MODE_MMAP_MLOCK if params.use_mlock else llama.LLAMA_LOAD_MODE_MMAP
+            )
+        else:
+            mp.load_mode = llama.LLAMA_LOAD_MODE_MLOCK if params.use_mlock else 0
+        last = [-1.0]
+
+        def progress(fraction: float, _ud: Any) -> bool:
+            if fraction - last[0] >= 0.02 or fraction >= 1.0:
+                last[0] = fraction
+                with contextlib.suppress(OSError):
+                    self.send("progress", fraction=float(fraction))
+            return not self.cancel.is_set()
+
+        progress_cb = llama.llama_progress_callback(progress)
+        mp.progress_callback = progress_cb
+        model = llama.llama_model_load_from_file(path.encode("utf-8"), mp)
+        if not model:
+            lines = self.log.load_lines or []
+            self.log.load_lines = None
+            self.send("load_failed", message=load_failure_message(path, lines), log=lines[-40:])
+            return
+        cp = llama.llama_context_default_params()
+        cp.n_ctx = params.n_ctx
+        cp.n_batch = params.n_batch
+        cp.n_ubatch = min(params.n_ubatch, params.n_batch)
+        cp.n_seq_max = 1
+        cp.n_threads = params.n_threads or 1
+        cp.n_threads_batch = params.n_threads_batch or cp.n_threads
+        cp.flash_attn_type = (
+            llama.LLAMA_FLASH_ATTN_TYPE_AUTO
+            if params.flash_attn is None
+            else (
+                llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                if params.flash_attn
+                else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+        )
+        cp.type_k = KV_TYPES[params.type_k]
+        cp.type_v = KV_TYPES[params.type_v]
+        cp.swa_full = params.swa_full
+        cp.offload_kqv = params.offload_kqv
+        cp.no_perf = True
+        ctx = llama.llama_init_from_model(model, cp)
+        if not ctx:
+            llama.llama_model_free(model)
+            lines = self.log.load_lines or []
+            self.log.load_lines = None
+            self.send("load_failed", message=load_failure_message(path, lines), log=lines[-40:])
+            return
+        load_s = time.perf_counter() - t0
+        lines = self.log.load_lines or []
+        self.log.load_lines = None
+        self.model, self.ctx = model, ctx
+        self.vocab = llama.llama_model_get_vocab(model)
+        self.n_ctx = llama.llama_n_ctx(ctx)
+        self.n_batch = params.n_batch
+        raw_template = llama.llama_model_chat_template(model, None)
+        self.template = raw_template.decode("utf-8", errors="replace") if raw_template else None
+        self.bos_text = self._token_text(llama.llama_vocab_bos(self.vocab))
+        self.eos_text = self._token_text(llama.llama_vocab_eos(self.vocab))
+        # Sliding-window caches keep only the last window: a kept prefix may have lost
+        # positions the next tokens attend to, so such models re-evaluate the whole prompt.
+        self.reuse_prefix = llama.llama_model_n_swa(model) == 0 or params.swa_full
+        self.cached = []
+        desc = ctypes.create_string_buffer(256)
+        llama.llama_model_desc(model, desc, 256)
+        self.send(
+            "loaded",
+            n_ctx=int(self.n_ctx),
+            n_ctx_train=int(llama.llama_model_n_ctx_train(model)),
+            n_params=int(llama.llama_model_n_params(model)),
+            model_size_bytes=int(llama.llama_model_size(model)),
+            description=desc.value.decode("utf-8", errors="replace"),
+            chat_template=self.template,
+            load_s=load_s,
+            buffers=[
+                {"device": b.device, "kind": b.kind, "bytes": b.bytes} for b in parse_buffers(lines)
+            ],
+            system_info=llama.llama_print_system_info().decode("utf-8", errors="replace"),
+        )
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        n = self.llama.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, True)
+        return self._piece.raw[: max(n, 0)].decode("utf-8", errors="replace")
+
+    def free(self) -> None:
+        if self.ctx:
+            self.llama.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self.llama.llama_model_free(self.model)
+            self.model = None
+
+    # ------------------------------------------------------------------ prompts
+    def _tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        buf = (self.llama.llama_token * cap)()
+        n = self.llama.llama_tokenize(
+            self.vocab, data, len(data), buf, cap, add_special, parse_special
+        )
+        if n < 0:
+            cap = -n
+            buf = (self.llama.llama_token * cap)()
+            n = self.llama.llama_tokenize(
+                self.vocab, data, len(data), buf, cap, add_special, parse_special
+            )
+        return list(buf[:n])
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> tuple[list[int], str, list[str]]:
+        """Tokens, template label and stop strings for a conversation."""
+        if self.template:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            formatter = Jinja2ChatFormatter(
+                template=self.template, eos_token=self.eos_text, bos_token=self.bos_text
+            )
+            result = formatter(messages=messages)  # type: ignore[arg-type]
+            stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
+            stops = [s for s in stops if s and s != self.eos_text]
+            tokens = self._tokenize(result.prompt, add_special=False, parse_special=True)
+            return tokens, GGUF_TEMPLATE, stops
+        return (
+            self._tokenize(transcript(messages), add_special=True, parse_special=False),
+            PLAIN_COMPLETION,
+            list(TRANSCRIPT_STOPS),
+        )
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self, tokens: list[int], sampling: Sampling, template: str, stops: list[str]
+    ) -> None:
+        llama = self.llama
+        t_start = time.perf_counter()
+        stops = [s for s in (*sampling.stop, *stops) if s]
+        if not tokens:
+            self.send("error", message="The prompt is empty: type a message first.")
+            return
+        if len(tokens) >= self.n_ctx:
+            self.send(
+                "error",
+                message=f"The conversation ({len(tokens)} tokens) does not fit in the context "
+                f"({self.n_ctx} tokens). Start a new chat, or load the model with a larger "
+                "context.",
+            )
+            return
+        mem = llama.llama_get_memory(self.ctx)
+        # Reuse the KV of the common prefix with the previous request (follow-up turns).
+        keep = 0
+        if self.reuse_prefix:
+            limit = min(len(self.cached), len(tokens) - 1)
+            while keep < limit and self.cached[keep] == tokens[keep]:
+                keep += 1
+        if keep == 0 or not llama.llama_memory_seq_rm(mem, 0, keep, -1):
+            llama.llama_memory_clear(mem, True)
+            keep = 0
+        self.cached = tokens[:keep]
+        todo = tokens[keep:]
+        stop_reason = "eos"
+        cancelled = False
+        for i in range(0, len(todo), self.n_batch):
+            if self.cancel.is_set():
+                cancelled = True
+                break
+            chunk = todo[i : i + self.n_batch]
+            arr = (llama.llama_token * len(chunk))(*chunk)
+            rc = llama.llama_decode(self.ctx, llama.llama_batch_get_one(arr, len(chunk)))
+            if rc != 0:
+                llama.llama_memory_clear(mem, True)
+                self.cached = []
+                self.send(
+                    "error",
+                    message=f"llama.cpp could not evaluate the prompt (code {rc}). "
+                    "Start a new chat or reload the model with a larger context.",
+                )
+                return
+            self.cached.extend(chunk)
+        t_prefilled = time.perf_counter()
+        prefill_s = t_prefilled - t_start
+        generated = 0
+        text_parts: list[str] = []
+        t_first = t_last = t_prefilled
+        if cancelled:
+            stop_reason = "cancelled"
+        else:
+            chain = self._sampler(sampling)
+            try:
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                pending = ""
+                tok_arr = (llama.llama_token * 1)()
+                batch = llama.llama_batch_get_one(tok_arr, 1)
+                piece = self._piece
+                while True:
+                    if self.cancel.is_set():
+                        stop_reason = "cancelled"
+                        break
+                    tok = llama.llama_sampler_sample(chain, self.ctx, -1)
+                    if llama.llama_vocab_is_eog(self.vocab, tok):
+                        stop_reason = "eos"
+                        break
+                    generated += 1
+                    t_last = time.perf_counter()
+                    if generated == 1:
+                        t_first = t_last
+                    n = llama.llama_token_to_piece(self.vocab, tok, piece, 256, 0, False)
+                    pending += decoder.decode(piece.raw[: max(n, 0)])
+                    emit, pending, hit = _split_stop(pending, stops)
+                    if self.cancel.is_set():
+                        stop_reason = "cancelled"
+                        break
+                    if emit:
+                        text_parts.append(emit)
+                        self.send("token", text=emit)
+                    if hit:
+                        stop_reason = "stop"
+                        pending = ""
+                        break
+                    if generated >= sampling.max_tokens:
+                        stop_reason = "length"
+                        break
+                    if len(self.cached) + 1 >= self.n_ctx:
+                        stop_reason = "context_full"
+                        break
+                    tok_arr[0] = tok
+                    rc = llama.llama_decode(self.ctx, batch)
+                    if rc != 0:
+                        stop_reason = "context_full"
+                        break
+                    self.cached.append(tok)
+                if pending and stop_reason not in ("cancelled",):
+                    text_parts.append(pending)
+                    self.send("token", text=pending)
+            finally:
+                llama.llama_sampler_free(chain)
+        decode_s = t_last - t_first
+        self.send(
+            "finished",
+            text="".join(text_parts),
+            metrics={
+                "prompt_tokens": len(todo),
+                "prefill_s": prefill_s,
+                "prefill_tokens_per_s": len(todo) / prefill_s if prefill_s > 0 else 0.0,
+                "generated_tokens": generated,
+                "decode_s": decode_s,
+                "decode_tokens_per_s": (generated - 1) / decode_s if generated > 1 else 0.0,
+                "stop_reason": stop_reason,
+                "template": template,
+                "total_s": time.perf_counter() - t_start,
+                "cached_tokens": keep,
+            },
+        )
+
+    def _sampler(self, s: Sampling) -> Any:
+        llama = self.llama
+        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+        if s.repeat_penalty != 1.0:
+            n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+            llama.llama_sampler_chain_add(
+                chain,
+                llama.llama_sampler_init_penalties(
+                    n_vocab, s.repeat_last_n, s.repeat_penalty, 0.0, 0.0
+                ),
+            )
+        if s.temperature <= 0:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
+            return chain
+        if s.top_k > 0:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_k(s.top_k))
+        if 0 < s.top_p < 1:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(s.top_p, 1))
+        if s.min_p > 0:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_min_p(s.min_p, 1))
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(s.temperature))
+        seed = 0xFFFFFFFF if s.seed is None else s.seed & 0xFFFFFFFF
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed))
+        return chain
+
+    # ------------------------------------------------------------------ loop
+    def serve(self) -> None:
+        while True:
+            try:
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                return  # the app went away
+            msg = protocol.decode(data)
+            kind = msg["type"]
+            if kind == "shutdown":
+                return
+            if kind == "load":
+                if self.model:
+                    self.send("load_failed", message="A model is already loaded here.", log=[])
+                    continue
+                try:
+                    params = EngineParams.from_dict(msg["params"])
+                except (TypeError, ValueError) as exc:
+                    self.send("load_failed", message=f"Invalid load settings: {exc}", log=[])
+                    continue
+                self.load(msg["path"], params)
+            elif kind == "generate":
+                if not self.model:
+                    self.send("error", message="No model is loaded: load a model first.")
+                    continue
+                self._generate_request(msg)
+
+    def _generate_request(self, msg: dict[str, Any]) -> None:
+        try:
+            sampling = Sampling.from_dict(msg["sampling"])
+        except (TypeError, ValueError) as exc:
+            self.send("error", message=f"Invalid sampling settings: {exc}")
+            return
+        if msg["mode"] == "chat":
+            messages = msg["messages"] or []
+            if not all(
+                isinstance(m, dict)
+                and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str)
+                for m in messages
+            ):
+                self.send("error", message="Messages need a 'role' and a text 'content'.")
+                return
+            try:
+                tokens, template, stops = self.chat_prompt(messages)
+            except Exception as exc:  # the GGUF's template raised (sandboxed Jinja)
+                self.send("error", message=f"The model's chat template failed: {exc}")
+                return
+        else:
+            tokens = self._tokenize(msg["prompt"] or "", add_special=True, parse_special=False)
+            template, stops = RAW_PROMPT, []
+        self.generate(tokens, sampling, template, stops)
+
+
+def transcript(messages: list[dict[str, str]]) -> str:
+    """A plain transcript for models without a chat template; the model completes the reply."""
+    parts: list[str] = []
+    for m in messages:
+        role, content = m["role"], m["content"].strip()
+        if role == "system":
+            parts.append(f"{content}\n\n")
+        elif role == "assistant":
+            parts.append(f"Assistant: {content}\n")
+        else:
+            parts.append(f"User: {content}\n")
+    parts.append("Assistant:")
+    return "".join(parts)
+
+
+def _split_stop(pending: str, stops: list[str]) -> tuple[str, str, bool]:
+    """Split ``pending`` into (text safe to emit, text held back, stop string found).
+
+    Text that could be the start of a stop string is held back until it can be decided.
+    """
+    if not stops:
+        return pending, "", False
+    first = -1
+    for s in stops:
+        i = pending.find(s)
+        if i >= 0 and (first < 0 or i < first):
+            first = i
+    if first >= 0:
+        return pending[:first], "", True
+    hold = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(pending)), 0, -1):
+            if pending.endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return pending[: len(pending) - hold], pending[len(pending) - hold :], False
+
+
+def host_main(conn: Any, cancel: Any, log_path: str) -> None:
+    """Entry point of the host process (``multiprocessing`` spawn target)."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    host = _Host(conn, cancel)
+    try:
+        host.serve()
+    finally:
+        host.free()
+        with contextlib.suppress(OSError):
+            conn.close()
