@@ -290,8 +290,8 @@ def _fallback_probe(reason: str) -> MachineProfile:
 def probe_this_machine() -> MachineProfile:
     """``launcher.hardware.probe()``, or a CPU/RAM-only profile if it is not available."""
     try:
-        from launcher.hardware import probe  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
+        from launcher.hardware import probe
+    except ImportError:  # the probe module is not part of this build (yet)
         return _fallback_probe("the hardware probe is not available in this build")
     result = probe()
     if isinstance(result, MachineProfile):
