@@ -31,6 +31,7 @@ class GPUInfo:
     compute_capability: str | None = None  # "9.0", "12.1"
     driver: str | None = None
     bandwidth_gbps: float | None = None  # peak memory bandwidth, GB/s, when known
+    nvml_index: int | None = None  # NVML device index, when NVML knows this GPU
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class MemoryPool:
     device: str | None = None  # llama.cpp device name: "CUDA0", "Metal", "CPU"
     bandwidth_gbps: float | None = None
     notes: tuple[str, ...] = ()
+    gpu_index: int | None = None  # index into MachineProfile.gpus of the GPU using this pool
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,102 @@
+"""Child process: ask the installed llama.cpp/ggml what it was built with and what it sees.
+
+Run as ``python -m launcher.hardware.backend_query``; prints one JSON line::
+
+    {"llama_cpp_version": "0.3.36", "supports_gpu_offload": true,
+     "system_info": "CUDA : ARCHS = 1210 | ... CPU : NEON = 1 | ...",
+     "devices": [{"name": "CUDA0", "description": "NVIDIA GB10", "type": "igpu",
+                  "memory_free": 123, "memory_total": 456}, ...]}
+
+Querying device memory creates a CUDA context (hundreds of MiB that only go away with the
+process), so the app never does this in its own process. llama-cpp-python binds neither
+``ggml_backend_dev_*`` function, so they are bound here with ctypes from the ggml library
+it ships in ``llama_cpp/lib``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# enum ggml_backend_dev_type in ggml/include/ggml-backend.h
+DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
+
+_LIB_NAMES = ("libggml.so", "libggml.dylib", "ggml.dll", "libggml.dll")
+
+
+def _load_ggml(lib_dir: Path) -> ctypes.CDLL:
+    for name in _LIB_NAMES:
+        path = lib_dir / name
+        if path.exists():
+            return ctypes.CDLL(str(path))
+    # Fall back on llama-cpp-python's own loader (it knows its platform's naming).
+    from llama_cpp import _ggml
+
+    return _ggml.libggml
+
+
+def ggml_devices(lib: ctypes.CDLL) -> list[dict[str, Any]]:
+    """Every ggml backend device with its type and the memory it reports."""
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_count.argtypes = []
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    for fn in (lib.ggml_backend_dev_name, lib.ggml_backend_dev_description):
+        fn.restype = ctypes.c_char_p
+        fn.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_type.restype = ctypes.c_int
+    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_memory.restype = None
+    lib.ggml_backend_dev_memory.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
+    out = []
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        out.append(
+            {
+                "name": (lib.ggml_backend_dev_name(dev) or b"").decode(errors="replace"),
+                "description": (lib.ggml_backend_dev_description(dev) or b"").decode(
+                    errors="replace"
+                ),
+                "type": DEVICE_TYPES.get(lib.ggml_backend_dev_type(dev), "other"),
+                "memory_free": int(free.value),
+                "memory_total": int(total.value),
+            }
+        )
+    return out
+
+
+def query() -> dict[str, Any]:
+    """The reading this child prints (errors as ``{"error": ...}``)."""
+    try:
+        import llama_cpp
+    except Exception as exc:  # ImportError, or OSError when the shared library won't load
+        return {"error": f"llama-cpp-python cannot be imported ({exc}); reinstall it"}
+    out: dict[str, Any] = {
+        "llama_cpp_version": getattr(llama_cpp, "__version__", None),
+        "supports_gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+    }
+    try:
+        lib = _load_ggml(Path(llama_cpp.__file__).parent / "lib")
+        out["devices"] = ggml_devices(lib)
+    except (OSError, AttributeError, ImportError) as exc:
+        out["devices_error"] = f"the ggml device list is not available ({exc})"
+    return out
+
+
+def main() -> int:
+    print(json.dumps(query()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
