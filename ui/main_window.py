@@ -1,14 +1,107 @@
-"""The main window (placeholder shell; the views arrive with the desktop-app issue)."""
+"""The main window: a sidebar of views, the current view, and the memory gauge always visible.
+
+``MainWindow`` only lays out what it is given: ``ui/app.py`` builds the views and the gauge
+and adds them, so tests can build a window from fakes. Adding a view is one line:
+``window.add_view("compare", "Compare", CompareView(...))``.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QMainWindow
+from collections.abc import Callable
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.theme import STYLE_SHEET
 
 
 class MainWindow(QMainWindow):
     """Top-level window titled "Spark Launcher"."""
 
-    def __init__(self) -> None:
+    view_changed = Signal(str)  # key of the view now shown
+
+    def __init__(
+        self,
+        gauge: QWidget | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.setWindowTitle("Spark Launcher")
-        self.setCentralWidget(QLabel("Spark Launcher"))
+        self.setStyleSheet(STYLE_SHEET)
+        self._on_close = on_close
+        self._keys: list[str] = []
+
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        self.sidebar.setFixedWidth(170)
+        self.sidebar.setIconSize(QSize(20, 20))
+        self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
+        self.stack = QStackedWidget()
+        self.gauge = gauge or QLabel("Memory gauge unavailable")
+        self.gauge.setObjectName("memory_gauge")
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(6, 6, 6, 0)
+        right_layout.addWidget(self.stack, 1)
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(0, 0, 0, 6)
+        outer.setSpacing(4)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.sidebar)
+        row.addWidget(right, 1)
+        outer.addLayout(row, 1)
+        gauge_box = QHBoxLayout()
+        gauge_box.setContentsMargins(10, 0, 10, 0)
+        gauge_box.addWidget(self.gauge)
+        outer.addLayout(gauge_box)
+        self.setCentralWidget(central)
+        self.sidebar.currentRowChanged.connect(self._on_row_changed)
+
+    def add_view(self, key: str, title: str, widget: QWidget) -> None:
+        """Add a view under ``title`` in the sidebar; the first one added is shown first."""
+        item = QListWidgetItem(title)
+        item.setData(Qt.ItemDataRole.UserRole, key)
+        self.sidebar.addItem(item)
+        self.stack.addWidget(widget)
+        self._keys.append(key)
+        if len(self._keys) == 1:
+            self.sidebar.setCurrentRow(0)
+
+    def show_view(self, key: str) -> None:
+        self.sidebar.setCurrentRow(self._keys.index(key))
+
+    def view(self, key: str) -> QWidget:
+        return self.stack.widget(self._keys.index(key))
+
+    def current_view(self) -> str:
+        row = self.sidebar.currentRow()
+        return self._keys[row] if 0 <= row < len(self._keys) else ""
+
+    def view_keys(self) -> list[str]:
+        return list(self._keys)
+
+    def _on_row_changed(self, row: int) -> None:
+        if 0 <= row < len(self._keys):
+            self.stack.setCurrentIndex(row)
+            self.view_changed.emit(self._keys[row])
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        # Workers and model hosts end here, in their fixed order, before the window goes.
+        if self._on_close is not None:
+            callback, self._on_close = self._on_close, None
+            callback()
+        super().closeEvent(event)

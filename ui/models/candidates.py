@@ -1,0 +1,219 @@
+"""``CandidateModel``: the Discover table (model, quant, size, fit, memory, speed, action).
+
+Rows are ``CandidateRow``s; the action column says what the one button does for that row
+(Download, a download's progress, or Chat when the file is on disk), from ``set_states``.
+``CandidateFilterModel`` applies the quantisation filter and the "hide won't fit" switch.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+
+from ui.models.rows import CandidateRow
+from ui.theme import fmt_bytes, fmt_tokens_per_s, verdict_colour, verdict_label
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+class CandidateRole(IntEnum):
+    ROW = Qt.ItemDataRole.UserRole + 1  # the CandidateRow
+    VERDICT = Qt.ItemDataRole.UserRole + 2  # "full_gpu" ...
+    ACTION = Qt.ItemDataRole.UserRole + 3  # "download" / "downloading" / "chat"
+    SORT = Qt.ItemDataRole.UserRole + 4  # a sortable value for the column
+
+
+class Column(IntEnum):
+    MODEL = 0
+    QUANT = 1
+    SIZE = 2
+    FIT = 3
+    MEMORY = 4
+    SPEED = 5
+    ACTION = 6
+
+
+HEADERS = ("Model", "Quant", "Size", "Fit", "Memory needed", "Est. speed", "")
+_VERDICT_ORDER = {"full_gpu": 0, "partial": 1, "cpu": 2, "no_fit": 3}
+
+
+def memory_breakdown(row: CandidateRow) -> str:
+    """'5.1 GiB (weights 4.6 + KV 0.4 + compute 0.1)'."""
+    if row.total_bytes is None:
+        return fmt_bytes(row.size_bytes)
+    parts = []
+    for label, value in (("weights", row.weights_bytes), ("KV", row.kv_bytes)):
+        if value is not None:
+            parts.append(f"{label} {value / 2**30:.1f}")
+    if row.compute_bytes is not None:
+        parts.append(f"compute {row.compute_bytes / 2**30:.1f}")
+    detail = f" ({' + '.join(parts)})" if parts else ""
+    return f"{fmt_bytes(row.total_bytes)}{detail}"
+
+
+def action_label(action: str, progress: float | None = None) -> str:
+    if action == "chat":
+        return "Chat"
+    if action == "downloading":
+        return f"Downloading {progress * 100:.0f}%" if progress is not None else "Downloading"
+    return "Download"
+
+
+class CandidateModel(QAbstractTableModel):
+    """Recommendations (or Hub search results) for this machine, one row each."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[CandidateRow] = []
+        # key -> ("downloading", fraction) or ("chat", path)
+        self._states: dict[str, tuple[str, Any]] = {}
+
+    def set_rows(self, rows: list[CandidateRow]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def rows(self) -> list[CandidateRow]:
+        return list(self._rows)
+
+    def row_at(self, row: int) -> CandidateRow:
+        return self._rows[row]
+
+    def set_states(self, states: dict[str, tuple[str, Any]]) -> None:
+        """Update what each row's button does (download progress, ready to chat)."""
+        if states == self._states:
+            return
+        self._states = dict(states)
+        if self._rows:
+            self.dataChanged.emit(
+                self.index(0, Column.ACTION),
+                self.index(len(self._rows) - 1, Column.ACTION),
+                [Qt.ItemDataRole.DisplayRole, CandidateRole.ACTION],
+            )
+
+    def action_for(self, row: CandidateRow) -> tuple[str, Any]:
+        if row.key in self._states:
+            return self._states[row.key]
+        if row.local_path:
+            return ("chat", row.local_path)
+        return ("download", None)
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(HEADERS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(HEADERS)
+        ):
+            return HEADERS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        col = index.column()
+        if role == CandidateRole.ROW:
+            return row
+        if role == CandidateRole.VERDICT:
+            return row.verdict
+        if role == CandidateRole.ACTION:
+            return self.action_for(row)[0]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(row, col)
+        if role == CandidateRole.SORT:
+            return self._sort_value(row, col)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(row, col)
+        if role == Qt.ItemDataRole.ForegroundRole and col == Column.FIT:
+            return verdict_colour(row.verdict)
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (Column.SIZE, Column.SPEED):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _display(self, row: CandidateRow, col: int) -> str:
+        if col == Column.MODEL:
+            prefix = "★ " if row.starter else ""
+            params = f" · {row.params}" if row.params else ""
+            return f"{prefix}{row.name}{params}"
+        if col == Column.QUANT:
+            return row.quant
+        if col == Column.SIZE:
+            return fmt_bytes(row.size_bytes)
+        if col == Column.FIT:
+            return verdict_label(row.verdict, row.gpu_layers, row.total_layers)
+        if col == Column.MEMORY:
+            return memory_breakdown(row)
+        if col == Column.SPEED:
+            if row.tokens_per_s is None:
+                return "—"
+            return f"{fmt_tokens_per_s(row.tokens_per_s)} ({row.basis})"
+        action, extra = self.action_for(row)
+        return action_label(action, extra if action == "downloading" else None)
+
+    def _sort_value(self, row: CandidateRow, col: int) -> Any:
+        if col == Column.SIZE:
+            return row.size_bytes or 0
+        if col == Column.FIT:
+            return _VERDICT_ORDER.get(row.verdict, 9)
+        if col == Column.MEMORY:
+            return row.total_bytes or row.size_bytes or 0
+        if col == Column.SPEED:
+            return row.tokens_per_s or 0.0
+        return self._display(row, col).lower()
+
+    def _tooltip(self, row: CandidateRow, col: int) -> str:
+        if col == Column.SPEED:
+            return {
+                "estimated": "Estimated from memory bandwidth and the bytes read per token.",
+                "calibrated": "Estimated, corrected by runs measured on this machine.",
+                "measured": "Measured on this machine.",
+            }.get(row.basis, row.basis)
+        if col == Column.FIT and row.verdict == "partial":
+            return (
+                f"{row.gpu_layers} of {row.total_layers} layers on the GPU; the rest runs "
+                "on the CPU (slower)."
+            )
+        return f"{row.repo}/{row.filename}" + (f"\n{row.note}" if row.note else "")
+
+
+class CandidateFilterModel(QSortFilterProxyModel):
+    """Quantisation filter and "hide what won't fit" over a ``CandidateModel``."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._quant = ""
+        self._hide_no_fit = False
+        self.setSortRole(CandidateRole.SORT)
+
+    def set_quant(self, quant: str) -> None:
+        self._quant = quant
+        self.invalidate()
+
+    def set_hide_no_fit(self, hide: bool) -> None:
+        self._hide_no_fit = hide
+        self.invalidate()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        model = self.sourceModel()
+        if not isinstance(model, CandidateModel):
+            return True
+        row = model.row_at(source_row)
+        if self._quant and row.quant.upper() != self._quant.upper():
+            return False
+        return not (self._hide_no_fit and row.verdict == "no_fit")

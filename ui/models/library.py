@@ -1,0 +1,170 @@
+"""Library item models: ``LocalModelModel`` (GGUFs on disk) and ``DownloadModel`` (transfers).
+
+``DownloadModel.update`` takes the latest ``DownloadRow`` for one download; the view calls it
+from throttled progress events, so a fast transfer repaints at most a few times a second.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+)
+
+from ui.models.rows import DownloadRow, LocalModelRow
+from ui.theme import fmt_bytes, fmt_duration, fmt_rate
+
+Index = QModelIndex | QPersistentModelIndex
+LOCAL_HEADERS = ("Model", "Quant", "Size", "Where", "Path")
+
+
+class LocalModelRole(IntEnum):
+    ROW = Qt.ItemDataRole.UserRole + 1
+    PATH = Qt.ItemDataRole.UserRole + 2
+    OURS = Qt.ItemDataRole.UserRole + 3
+
+
+class LocalModelModel(QAbstractTableModel):
+    """Every GGUF the library found; models from other tools are marked by their source."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[LocalModelRow] = []
+
+    def set_rows(self, rows: list[LocalModelRow]) -> None:
+        self.beginResetModel()
+        self._rows = sorted(rows, key=lambda r: (not r.ours, r.name.lower()))
+        self.endResetModel()
+
+    def rows(self) -> list[LocalModelRow]:
+        return list(self._rows)
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(LOCAL_HEADERS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(LOCAL_HEADERS)
+        ):
+            return LOCAL_HEADERS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        col = index.column()
+        if role == LocalModelRole.ROW:
+            return row
+        if role == LocalModelRole.PATH:
+            return row.path
+        if role == LocalModelRole.OURS:
+            return row.ours
+        if role == Qt.ItemDataRole.DisplayRole:
+            where = row.source if row.ours else f"{row.source} (used in place)"
+            return (row.name, row.quant or "—", fmt_bytes(row.size_bytes), where, row.path)[col]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            extra = f"\n{row.architecture} {row.parameters}".rstrip() if row.architecture else ""
+            return f"{row.path}{extra}"
+        return None
+
+
+class DownloadRole(IntEnum):
+    ROW = Qt.ItemDataRole.UserRole + 1
+    ID = Qt.ItemDataRole.UserRole + 2
+    STATE = Qt.ItemDataRole.UserRole + 3
+    FRACTION = Qt.ItemDataRole.UserRole + 4
+
+
+_STATE_LABELS = {
+    "queued": "Queued",
+    "downloading": "Downloading",
+    "paused": "Paused",
+    "verifying": "Verifying sha256",
+    "done": "Verified ✔",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+
+
+def download_status(row: DownloadRow) -> str:
+    """'1.2 GiB of 4.6 GiB · 85.0 MiB/s · 41 s left', or the state / error."""
+    if row.state == "failed":
+        return f"Failed: {row.error}" if row.error else "Failed"
+    if row.state == "downloading":
+        total = fmt_bytes(row.total_bytes) if row.total_bytes else "?"
+        return (
+            f"{fmt_bytes(row.done_bytes)} of {total} · {fmt_rate(row.speed)} · "
+            f"{fmt_duration(row.eta_s)} left"
+        )
+    if row.state == "paused":
+        return f"Paused at {fmt_bytes(row.done_bytes)} of {fmt_bytes(row.total_bytes)}"
+    return _STATE_LABELS.get(row.state, row.state)
+
+
+class DownloadModel(QAbstractListModel):
+    """Active and finished downloads, in the order they were started."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[DownloadRow] = []
+
+    def update(self, row: DownloadRow) -> None:
+        """Insert a new download or replace the state of a known one."""
+        for i, existing in enumerate(self._rows):
+            if existing.id == row.id:
+                self._rows[i] = row
+                idx = self.index(i)
+                self.dataChanged.emit(idx, idx)
+                return
+        self.beginInsertRows(QModelIndex(), len(self._rows), len(self._rows))
+        self._rows.append(row)
+        self.endInsertRows()
+
+    def remove(self, download_id: str) -> None:
+        for i, existing in enumerate(self._rows):
+            if existing.id == download_id:
+                self.beginRemoveRows(QModelIndex(), i, i)
+                del self._rows[i]
+                self.endRemoveRows()
+                return
+
+    def get(self, download_id: str) -> DownloadRow | None:
+        return next((r for r in self._rows if r.id == download_id), None)
+
+    def rows(self) -> list[DownloadRow]:
+        return list(self._rows)
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{row.name} — {download_status(row)}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.error or f"{row.repo}/{row.filename}"
+        if role == DownloadRole.ROW:
+            return row
+        if role == DownloadRole.ID:
+            return row.id
+        if role == DownloadRole.STATE:
+            return row.state
+        if role == DownloadRole.FRACTION:
+            return row.fraction
+        return None

@@ -1,0 +1,1 @@
+"""Reusable widgets: the memory gauge, fit badges, the chat input and transcript, ..."""

@@ -1,0 +1,267 @@
+"""Worker objects on their own ``QThread``s: everything slow runs here, never on the GUI thread.
+
+Two kinds, following the GPT4All chat pattern (see ``style.md``):
+
+- ``ModelHostWorker`` / ``ModelHost``: one long-lived worker per loaded model. Commands go in
+  through queued signals (load, chat, unload); results come out through past-tense signals
+  (``load_finished``, ``token_received``, ``reply_finished``, ``failed``, ``crashed``,
+  ``unloaded``). **Stop is a flag set directly on the core** (``EngineClient.cancel()`` is
+  thread-safe), never a queued signal, because the worker is busy streaming and would only see
+  a queued "stop" after the reply ended. Tokens are coalesced here to at most ~30 emissions a
+  second, so a fast model cannot flood the GUI's event queue.
+- ``TaskRunner``: runs one-shot callables (probe, recommend, Hub search, doctor, library scan)
+  on a background thread and delivers the result or the error message to a GUI-thread callback.
+
+Shutdown always follows the same order: stop flag, ``quit()``, ``wait()``, then end the host.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from launcher.errors import LauncherError
+
+# At most this many token batches per second cross to the GUI thread.
+TOKEN_BATCH_INTERVAL_S = 1 / 30
+
+
+class EngineLike(Protocol):
+    """What the UI needs from ``launcher.engine.EngineClient`` (fakes in tests satisfy it)."""
+
+    def load(self, path: str, plan: Any = None) -> Any: ...
+
+    def chat(self, messages: list[dict[str, str]], sampling: Any = None) -> Iterable[Any]: ...
+
+    def cancel(self) -> None: ...
+
+    def unload(self) -> None: ...
+
+
+def user_message(exc: BaseException) -> str:
+    """The text a user sees for an error: the core's own message, or a generic line."""
+    if isinstance(exc, LauncherError):
+        return str(exc)
+    return f"Unexpected error ({type(exc).__name__}: {exc}). Please report it with the log."
+
+
+def _event_kind(event: object) -> str:
+    # Dispatch on the event's class name rather than isinstance: the engine's event classes
+    # and the test fakes are both accepted, and the UI does not import the engine's internals.
+    return type(event).__name__
+
+
+class ModelHostWorker(QObject):
+    """Drives one ``EngineClient`` on its own thread and relays its events as signals."""
+
+    load_finished = Signal(object)  # the engine's Loaded info
+    token_received = Signal(str)  # one or more tokens' text, coalesced
+    reply_finished = Signal(object)  # ReplyFinished (metrics), also after a stop
+    failed = Signal(str)  # a load or chat error, as the message to show
+    crashed = Signal(str)  # the model host process died; the message says why
+    unloaded = Signal()
+
+    def __init__(self, engine: EngineLike) -> None:
+        super().__init__()
+        self.engine = engine
+
+    @Slot(str, object)
+    def on_load(self, path: str, plan: object) -> None:
+        try:
+            loaded = self.engine.load(path, plan)
+        except Exception as exc:
+            self._report(exc)
+            return
+        self.load_finished.emit(loaded)
+
+    @Slot(list, object)
+    def on_chat(self, messages: list[dict[str, str]], sampling: object) -> None:
+        pending: list[str] = []
+        last_emit = 0.0
+        try:
+            for event in self.engine.chat(messages, sampling):
+                kind = _event_kind(event)
+                if kind == "Token":
+                    pending.append(event.text)  # type: ignore[attr-defined]
+                    now = time.monotonic()
+                    if now - last_emit >= TOKEN_BATCH_INTERVAL_S:
+                        self.token_received.emit("".join(pending))
+                        pending.clear()
+                        last_emit = now
+                    continue
+                if pending:
+                    self.token_received.emit("".join(pending))
+                    pending.clear()
+                if kind == "ReplyFinished":
+                    self.reply_finished.emit(event)
+                elif kind == "HostCrashed":
+                    self.crashed.emit(_crash_message(event))
+                    return
+        except Exception as exc:
+            if pending:
+                self.token_received.emit("".join(pending))
+            self._report(exc)
+
+    @Slot()
+    def on_unload(self) -> None:
+        try:
+            self.engine.unload()
+        except Exception as exc:
+            self._report(exc)
+        self.unloaded.emit()
+
+    def _report(self, exc: BaseException) -> None:
+        if type(exc).__name__ == "HostCrashed" or _event_kind(exc) == "HostCrashedError":
+            self.crashed.emit(_crash_message(exc))
+        else:
+            if not isinstance(exc, LauncherError):
+                traceback.print_exception(exc)
+            self.failed.emit(user_message(exc))
+
+
+def _crash_message(event: object) -> str:
+    """One paragraph for a dead model host: the likely cause first, then the exit code."""
+    cause = getattr(event, "likely_cause", None) or getattr(event, "cause", None)
+    code = getattr(event, "exit_code", None)
+    parts = ["The model stopped unexpectedly (its process ended)."]
+    if cause:
+        parts.append(str(cause))
+    if code is not None:
+        parts.append(f"Exit code {code}.")
+    parts.append("Your conversation is kept; load the model again to continue.")
+    return " ".join(parts)
+
+
+class ModelHost(QObject):
+    """GUI-side owner of one model host: its engine, its worker and the worker's thread.
+
+    Call ``load``/``chat``/``unload`` from the GUI thread; they queue work on the worker.
+    ``stop()`` cancels a reply at once; ``shutdown()`` ends everything in the fixed order.
+    """
+
+    _load_requested = Signal(str, object)
+    _chat_requested = Signal(list, object)
+    _unload_requested = Signal()
+
+    def __init__(self, engine: EngineLike, name: str = "model host") -> None:
+        super().__init__()
+        self.engine = engine
+        self.thread = QThread()
+        self.thread.setObjectName(f"{name} worker")
+        self.worker = ModelHostWorker(engine)
+        self.worker.moveToThread(self.thread)
+        self._load_requested.connect(self.worker.on_load)
+        self._chat_requested.connect(self.worker.on_chat)
+        self._unload_requested.connect(self.worker.on_unload)
+        self.thread.start()
+        self._shut_down = False
+
+    def load(self, path: str, plan: object = None) -> None:
+        self._load_requested.emit(path, plan)
+
+    def chat(self, messages: list[dict[str, str]], sampling: object = None) -> None:
+        self._chat_requested.emit(messages, sampling)
+
+    def stop(self) -> None:
+        """Stop the current reply now: a flag on the core, read by the generation loop."""
+        self.engine.cancel()
+
+    def unload(self) -> None:
+        self._unload_requested.emit()
+
+    def shutdown(self) -> None:
+        """Stop flag, quit, wait, end the host process. Safe to call twice."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        try:
+            self.engine.cancel()
+        except Exception:
+            traceback.print_exc()
+        self.thread.quit()
+        self.thread.wait()
+        try:
+            self.engine.unload()
+        except Exception:
+            traceback.print_exc()
+
+
+class _TaskWorker(QObject):
+    finished = Signal(int, object)
+    failed = Signal(int, str)
+
+    @Slot(int, object)
+    def on_run(self, task_id: int, fn: Callable[[], object]) -> None:
+        try:
+            result = fn()
+        except Exception as exc:
+            if not isinstance(exc, LauncherError):
+                traceback.print_exception(exc)
+            self.failed.emit(task_id, user_message(exc))
+            return
+        self.finished.emit(task_id, result)
+
+
+class TaskRunner(QObject):
+    """Runs callables one after another on a background thread; results come back as calls.
+
+    ``submit(fn, on_done, on_error)`` returns at once; ``on_done(result)`` or
+    ``on_error(message)`` runs later on the GUI thread. A runner per kind of work (local,
+    network) keeps a slow Hub request from delaying the probe.
+    """
+
+    _run_requested = Signal(int, object)
+    finished = Signal(int, object)
+    failed = Signal(int, str)
+
+    def __init__(self, name: str = "tasks") -> None:
+        super().__init__()
+        self.thread = QThread()
+        self.thread.setObjectName(name)
+        self._worker = _TaskWorker()
+        self._worker.moveToThread(self.thread)
+        self._run_requested.connect(self._worker.on_run)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._callbacks: dict[int, tuple[Callable[[Any], None], Callable[[str], None] | None]] = {}
+        self._ids = itertools.count(1)
+        self.thread.start()
+
+    def submit(
+        self,
+        fn: Callable[[], object],
+        on_done: Callable[[Any], None],
+        on_error: Callable[[str], None] | None = None,
+    ) -> int:
+        task_id = next(self._ids)
+        self._callbacks[task_id] = (on_done, on_error)
+        self._run_requested.emit(task_id, fn)
+        return task_id
+
+    def busy(self) -> bool:
+        return bool(self._callbacks)
+
+    @Slot(int, object)
+    def _on_finished(self, task_id: int, result: object) -> None:
+        callbacks = self._callbacks.pop(task_id, None)
+        if callbacks:
+            callbacks[0](result)
+        self.finished.emit(task_id, result)
+
+    @Slot(int, str)
+    def _on_failed(self, task_id: int, message: str) -> None:
+        callbacks = self._callbacks.pop(task_id, None)
+        if callbacks and callbacks[1]:
+            callbacks[1](message)
+        self.failed.emit(task_id, message)
+
+    def shutdown(self) -> None:
+        """Let the running task end, then stop the thread (queued tasks are dropped)."""
+        self._callbacks.clear()
+        self.thread.quit()
+        self.thread.wait()
