@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 import psutil
 
 from launcher.compare_results import CompareError, ComparisonResult, ModelEntry, RunResult
-from launcher.compare_suites import PromptSuite
+from launcher.compare_suites import PromptSuite, load_suite, single_prompt
 from launcher.engine.events import (
     EngineParams,
     HostCrashed,
@@ -116,9 +116,7 @@ def _verdict_fits(verdict: Any) -> bool | None:
     text = str(getattr(verdict, "value", verdict)).lower()
     if any(w in text for w in ("no_fit", "not", "too", "wont", "won't", "does_not", "exceed")):
         return False
-    if any(w in text for w in ("fit", "tight", "ok", "spill", "partial", "offload", "cpu")):
-        return True
-    return None
+    return True if text else None  # "full_gpu", "partial", "cpu": it fits, somewhere
 
 
 def _speed_field(speed: Any, names: Sequence[str]) -> float | None:
@@ -239,10 +237,16 @@ def plan_residency(
 
     if too_big:
         names = ", ".join(f"{f.label} needs {_gb(f.total_bytes)} GB" for f in too_big)
+        if len(too_big) == n:
+            head = "neither model fits" if n == 2 else "none of the models fits"
+        else:
+            head = f"{' and '.join(f.label for f in too_big)} does not fit even alone"
+            if len(too_big) == 1:
+                names = f"it needs {_gb(too_big[0].total_bytes)} GB"
         reason = (
-            f"{'even one model does not' if len(too_big) < n else 'no model'} fit: {names}{ctx_s}, "
-            f"but this machine can give models {_gb(budget)} GB ({_gb(capacity)} GB, {kept}). "
-            "Choose a smaller quantization or a shorter context, or compare on a bigger machine."
+            f"{head}: {names}{ctx_s}, but this machine can give models {_gb(budget)} GB "
+            f"({_gb(capacity)} GB, {kept}). Choose a smaller quantization or a shorter "
+            "context, or compare on a bigger machine."
         )
         recommended: Mode = "impossible"
     elif needed <= budget and not overloaded:
@@ -758,7 +762,106 @@ def dt_now() -> str:
 
 
 def _default_client_factory() -> EngineLike:
-    from launcher.engine import EngineClient  # type: ignore[attr-defined]
+    from launcher.engine import EngineClient
 
     client: EngineLike = EngineClient()
     return client
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """What the user asked for, from the CLI or the Compare view."""
+
+    models: tuple[str, ...]  # GGUF paths or catalog ids (``qwen3-32b:Q4_K_M``)
+    prompt: str | None = None
+    suite: str | None = None
+    ctx: int = 4096
+    machine: str | None = None  # ``--machine`` spec; None: this machine
+    force: Literal["resident", "sequential"] | None = None
+    concurrent: bool = False
+    blind: bool = False
+    sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.0, max_tokens=256))
+    seed: int = 1234
+    kv_type: str = "f16"
+    headroom: float = DEFAULT_HEADROOM
+
+    def prompt_suite(self) -> PromptSuite:
+        if self.suite:
+            return load_suite(self.suite)
+        if not self.prompt or not self.prompt.strip():
+            raise CompareError("give a prompt (--prompt) or a prompt suite (--suite)")
+        return single_prompt(self.prompt, self.sampling.max_tokens)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """First event of a job: the residency decision, before anything loads."""
+
+    residency: ResidencyPlan
+    labels: tuple[str, ...]
+    prompts: tuple[str, ...]
+    blind: bool
+
+
+class ComparisonJob:
+    """Plan, then run, a :class:`CompareRequest`: what the CLI and the UI worker iterate."""
+
+    def __init__(
+        self,
+        request: CompareRequest,
+        paths: AppPaths | None = None,
+        client_factory: Callable[[], EngineLike] | None = None,
+        save: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.request = request
+        self.paths = paths
+        self.client_factory = client_factory
+        self.save = save
+        self.rng = rng
+        self.session: ComparisonSession | None = None
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self.session is not None:
+            self.session.cancel()
+
+    def run(self) -> Iterator[Planned | CompareEvent]:
+        from launcher.compare_models import prepare
+
+        suite = self.request.prompt_suite()
+        prepared = prepare(self.request, self.paths)
+        for m in prepared.models:
+            if m.path is None:
+                raise CompareError(
+                    f"{m.source} is not on this machine; download it first "
+                    "(or use --plan-only to see the plan without running it)"
+                )
+        session = ComparisonSession(
+            [m.as_compare_model() for m in prepared.models],
+            suite,
+            prepared.residency,
+            sampling=self.request.sampling,
+            seed=self.request.seed,
+            concurrent=self.request.concurrent,
+            blind=self.request.blind,
+            client_factory=self.client_factory,
+            paths=self.paths,
+            save=self.save,
+            machine_name=prepared.machine_name,
+            rng=self.rng,
+        )
+        self.session = session
+        yield Planned(
+            prepared.residency,
+            tuple(m.label for m in prepared.models),
+            tuple(p.id for p in suite.prompts),
+            self.request.blind,
+        )
+        if self._cancelled.is_set():
+            session.cancel()
+        yield from session.run()

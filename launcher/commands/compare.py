@@ -1,0 +1,197 @@
+"""``spark-launcher compare MODEL_A MODEL_B ...``: two or more models side by side.
+
+``--plan-only`` prints the residency plan (all loaded together, or one after another, and
+why) without loading anything; it accepts catalog ids and reference machines, so
+``compare qwen3-32b:Q4_K_M llama-3.3-70b:Q4_K_M --machine dgx-spark --ctx 32768 --plan-only``
+answers "32B + 70B on a DGX Spark" from any computer. Without it, the models run over
+``--prompt`` or ``--suite``, replies stream to the terminal, and the result is saved and
+printed as a table (or as Markdown / JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from launcher.compare import (
+    CompareRequest,
+    ComparisonJob,
+    ModelFailed,
+    ModelLoading,
+    ModelReady,
+    ModelUnloaded,
+    Planned,
+    RunDone,
+    RunStarted,
+    RunToken,
+    SessionDone,
+)
+from launcher.compare_results import ComparisonResult
+from launcher.compare_suites import suite_names
+from launcher.engine.events import Sampling
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="compare models side by side on a prompt or a prompt suite",
+        description="Compare two or more models (GGUF paths or catalog ids like "
+        "qwen3-32b:Q4_K_M) on one prompt or a prompt suite, with the same sampling and seed.",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="GGUF path or catalog id")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--prompt", help="one prompt to send to every model")
+    what.add_argument("--suite", help=f"a prompt suite: {', '.join(suite_names())}")
+    p.add_argument("--ctx", type=int, default=4096, help="context size (default 4096)")
+    p.add_argument("--machine", help="plan for a reference machine, probe file or inline spec")
+    p.add_argument("--plan-only", action="store_true", help="print the residency plan only")
+    res = p.add_mutually_exclusive_group()
+    res.add_argument(
+        "--resident",
+        action="store_const",
+        const="resident",
+        dest="force",
+        help="keep all models loaded together",
+    )
+    res.add_argument(
+        "--sequential",
+        action="store_const",
+        const="sequential",
+        dest="force",
+        help="load, answer and unload one model after another",
+    )
+    p.add_argument(
+        "--at-once",
+        action="store_true",
+        help="generate with all models at the same time (speeds then share memory "
+        "bandwidth and are not comparable)",
+    )
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--kv-type", default="f16")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON")
+    out.add_argument("--markdown", action="store_true", help="print a Markdown report")
+    p.set_defaults(func=handler, force=None)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from launcher.compare_models import prepare
+
+    request = CompareRequest(
+        models=tuple(args.models),
+        prompt=args.prompt,
+        suite=args.suite,
+        ctx=args.ctx,
+        machine=args.machine,
+        force=args.force,
+        concurrent=args.at_once,
+        sampling=Sampling(max_tokens=args.max_tokens, temperature=args.temperature),
+        seed=args.seed,
+        kv_type=args.kv_type,
+    )
+    if args.plan_only:
+        prepared = prepare(request)
+        plan = prepared.residency
+        if args.json:
+            payload = {
+                "machine": prepared.machine_name,
+                "ctx": prepared.ctx,
+                "residency": plan.to_json(),
+                "models": [
+                    {
+                        "label": m.label,
+                        "source": m.source,
+                        "path": None if m.path is None else str(m.path),
+                        "plan": m.plan.to_json(),
+                    }
+                    for m in prepared.models
+                ],
+            }
+            print(json.dumps(payload, indent=2))
+        elif args.markdown:
+            print(f"## Residency plan on {prepared.machine_name}\n")
+            print(f"**{plan.mode}**: {plan.reason}\n")
+            for line in plan.describe().splitlines()[1:]:
+                print(f"- {line.strip()}")
+        else:
+            print(f"Machine: {prepared.machine_name}, context {prepared.ctx}")
+            print(plan.describe())
+        return 1 if plan.mode == "impossible" else 0
+
+    request.prompt_suite()  # a missing prompt is reported before anything loads
+    quiet = args.json or args.markdown
+    job = ComparisonJob(request)
+    result: ComparisonResult | None = None
+    saved = None
+    try:
+        for ev in job.run():
+            if isinstance(ev, SessionDone):
+                result, saved = ev.result, ev.saved_to
+            elif not quiet:
+                _print_event(ev)
+    except KeyboardInterrupt:
+        job.cancel()
+        raise
+    assert result is not None
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    elif args.markdown:
+        print(result.to_markdown())
+    else:
+        print()
+        _print_summary(result)
+        if saved:
+            print(f"\nSaved to {saved}")
+    return 0 if all(r.ok for r in result.runs) else 1
+
+
+def _print_event(ev: object) -> None:
+    if isinstance(ev, Planned):
+        print(f"Residency: {ev.residency.mode} — {ev.residency.reason}")
+        if ev.residency.warning:
+            print(f"Warning: {ev.residency.warning}")
+    elif isinstance(ev, ModelLoading):
+        print(f"[{ev.label}] loading…", flush=True)
+    elif isinstance(ev, ModelReady):
+        print(f"[{ev.label}] loaded in {ev.load_s:.1f} s", flush=True)
+    elif isinstance(ev, ModelUnloaded):
+        print(f"[{ev.label}] unloaded in {ev.unload_s:.1f} s", flush=True)
+    elif isinstance(ev, RunStarted):
+        print(f"\n[{ev.label}] {ev.prompt_id}: ", end="", flush=True)
+    elif isinstance(ev, RunToken):
+        sys.stdout.write(ev.text)
+        sys.stdout.flush()
+    elif isinstance(ev, RunDone):
+        r = ev.result
+        if r.ok:
+            check = "" if r.check_passed is None else (" ✔" if r.check_passed else " ✘")
+            print(f"\n  ({r.decode_tps or 0:.1f} tok/s, TTFT {r.ttft_s or 0:.2f} s){check}")
+    elif isinstance(ev, ModelFailed):
+        print(f"\n[{ev.label}] error: {ev.message}", file=sys.stderr)
+
+
+def _print_summary(result: ComparisonResult) -> None:
+    rows = [("Model", "Decode tok/s", "est.", "Prefill tok/s", "TTFT s", "Accuracy", "Errors")]
+    for s in result.summary():
+        rows.append(
+            (
+                s.label,
+                _f(s.mean_decode_tps),
+                _f(s.est_decode_tps),
+                _f(s.mean_prefill_tps),
+                _f(s.mean_ttft_s, 2),
+                "–" if s.accuracy is None else f"{s.accuracy * 100:.0f}% of {s.checked}",
+                str(s.errors),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _f(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
