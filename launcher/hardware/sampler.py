@@ -192,7 +192,7 @@ class MemorySampler:
         total = int(mem.get("total") or pool.total)
         available = int(mem["free"]) if "free" in mem else (pool.available or 0)
         by_pid = self._gpu_by_pid(dev)
-        models = _by_label({pid: by_pid.get(pid, 0) for pid in tracked}, tracked)
+        models = _by_label({pid: by_pid[pid] for pid in tracked if by_pid.get(pid)}, tracked)
         held = sum(models.values())
         return PoolSnapshot(
             name=pool.name,
