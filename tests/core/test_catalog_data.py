@@ -1,0 +1,164 @@
+"""The bundled catalog: complete, honest about its figures, usable offline by the estimator."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from launcher.catalog import BUNDLED_CATALOG, Catalog, CatalogError, refreshed_path
+from launcher.paths import AppPaths
+
+GiB = 1 << 30
+RAW = json.loads(BUNDLED_CATALOG.read_text(encoding="utf-8"))
+REQUIRED_MODELS = {
+    "qwen3-4b",
+    "qwen3-8b",
+    "qwen3-14b",
+    "qwen3-32b",
+    "qwen3-30b-a3b",
+    "gemma-3-4b",
+    "gemma-3-12b",
+    "gemma-3-27b",
+    "llama-3.1-8b",
+    "llama-3.3-70b",
+    "deepseek-r1-distill-llama-70b",
+    "phi-4",
+    "gpt-oss-20b",
+    "gpt-oss-120b",
+}
+ARCH_FIELDS = (
+    "architecture",
+    "n_layers",
+    "n_embd",
+    "n_vocab",
+    "context_length",
+    "n_head",
+    "n_head_kv",
+    "key_length",
+    "value_length",
+    "n_ff",
+)
+
+
+@pytest.fixture
+def catalog(app_home: Path) -> Catalog:
+    return Catalog.load(AppPaths.default())
+
+
+def test_catalog_has_the_popular_models(catalog: Catalog) -> None:
+    ids = {m.id for m in catalog}
+    assert ids >= REQUIRED_MODELS
+    assert any(m.family == "Granite" for m in catalog)
+    assert set(catalog.uses) == {"assistant", "reasoning", "coding", "private-work", "agents"}
+    assert "Editorial" in catalog.quality_source  # the ranking score says where it comes from
+
+
+@pytest.mark.parametrize("entry", RAW["models"], ids=lambda m: m["id"])
+def test_every_entry_is_complete_and_marked(entry: dict) -> None:
+    assert entry["uses"] and set(entry["uses"]) <= set(RAW["uses"])
+    assert 0 < entry["quality"]["score"] <= 100
+    assert entry["params_status"] in ("verified", "estimated") and entry["params_source"]
+    arch = entry["summary"]
+    assert arch["status"] == "verified" and "config.json" in arch["source"]
+    for name in ARCH_FIELDS:
+        assert arch.get(name), f"{entry['id']} lacks {name}"
+    assert entry["quants"]
+    for q in entry["quants"]:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", q["repo"]), q["repo"]
+        assert all(f.endswith(".gguf") for f in q["files"])
+        if len(q["files"]) > 1:  # split models list every shard, in order
+            assert all(
+                f"-{i:05d}-of-{len(q['files']):05d}" in f for i, f in enumerate(q["files"], 1)
+            )
+        assert q["size_status"] in ("verified", "estimated")
+        assert q["size_source"], f"{entry['id']} {q['quant']} size has no source"
+        if q["size_status"] == "estimated":  # an estimate says how it was computed
+            assert "bits per weight" in q["size_source"] or "same tensor shapes" in q["size_source"]
+        # bits per weight in a plausible band for the quant: catches a unit slip
+        bpw = q["size_bytes"] * 8 / entry["params"]
+        assert 3.5 < bpw < 9.5, (entry["id"], q["quant"], bpw)
+
+
+def test_offline_summaries_reproduce_the_file_size(catalog: Catalog) -> None:
+    for cand in catalog.candidates():
+        s = cand.summary
+        assert not s.exact and not cand.summary_is_exact
+        assert s.n_layers == cand.model.arch["n_layers"]
+        # weights in the plan add up to the file's tensor bytes (within one byte per layer)
+        assert abs(s.weights_bytes - cand.quant.size_bytes) <= s.n_layers + 8 * s.n_embd
+        if cand.model.is_moe:
+            assert 0 < s.active_params < s.n_params / 2
+
+
+def test_known_kv_sizes_from_catalog_architecture(catalog: Catalog) -> None:
+    """The reference's worked KV sizes (memory-and-speed.md §4) come out of the catalog data."""
+    from launcher.estimate import layer_kv_bytes
+
+    expected_32k_gib = {
+        "qwen3-32b": 8.0,
+        "llama-3.3-70b": 10.0,
+        "qwen3-30b-a3b": 3.0,
+        "gemma-3-27b": 3.11,
+        "gpt-oss-120b": 1.15,
+    }
+    for mid, gib in expected_32k_gib.items():
+        cand = catalog.candidates(quants=["Q4_K_M", "MXFP4"])
+        summary = next(c.summary for c in cand if c.model.id == mid)
+        assert sum(layer_kv_bytes(summary, 32768)) / GiB == pytest.approx(gib, abs=0.01), mid
+
+
+def test_candidates_filter_by_use_quant_and_size(catalog: Catalog) -> None:
+    coding = catalog.candidates(use="coding", quants=["q4_k_m"])
+    assert coding and all("coding" in c.model.uses and c.quant.quant == "Q4_K_M" for c in coding)
+    small = catalog.candidates(max_size_bytes=5 * GiB)
+    assert small and all(c.quant.size_bytes <= 5 * GiB for c in small)
+    with pytest.raises(CatalogError, match="choose one of"):
+        catalog.candidates(use="gaming")
+    assert catalog.find_file("ggml-org/gpt-oss-120b-GGUF", "gpt-oss-120b-mxfp4-00002-of-00003.gguf")
+
+
+def test_a_refreshed_file_is_merged_over_the_bundle(app_home: Path) -> None:
+    paths = AppPaths.default()
+    path = refreshed_path(paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "refreshed": "2026-11-25T10:00:00+00:00",
+                "models": {
+                    "qwen3-8b": {
+                        "quants": {
+                            "Q4_K_M": {
+                                "files": ["Qwen3-8B-Q4_K_M.gguf"],
+                                "size_bytes": 5_027_783_488,
+                                "size_status": "verified",
+                                "size_source": "Hugging Face Hub file size",
+                            },
+                            # a refresh made for files the bundle no longer lists is ignored
+                            "Q8_0": {"files": ["old-name.gguf"], "size_bytes": 1},
+                        }
+                    },
+                    "no-longer-bundled": {"quants": {}},
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    cat = Catalog.load(paths)
+    q4 = cat.get("qwen3-8b").quant("Q4_K_M")
+    assert q4 is not None and q4.size_bytes == 5_027_783_488
+    assert q4.size_source == "Hugging Face Hub file size"
+    q8 = cat.get("qwen3-8b").quant("Q8_0")
+    assert q8 is not None and q8.size_bytes > GiB
+    assert cat.refreshed == "2026-11-25T10:00:00+00:00"
+
+
+def test_a_corrupt_refresh_file_falls_back_to_the_bundle(app_home: Path) -> None:
+    paths = AppPaths.default()
+    path = refreshed_path(paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{ not json", encoding="utf-8")
+    assert Catalog.load(paths).get("qwen3-32b").quants
