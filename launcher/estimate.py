@@ -553,10 +553,13 @@ def compute_bytes_estimate(
     f32 = 4
     output_phase = (summary.n_vocab + 2 * summary.n_embd) * n_tokens * f32
     n_head = max(summary.n_head, default=0)
-    if flash_attn:
-        attn = (n_head * summary.key_length * 2 + 2 * summary.n_embd) * n_tokens * f32
-    else:
-        attn = n_kv * n_tokens * n_head * f32 + 2 * summary.n_embd * n_tokens * f32
+    q_dim = n_head * summary.key_length
+    kv_dim = max(summary.n_head_kv, default=0) * summary.key_length
+    if flash_attn:  # Q/K/V rows, the attention output, and the f16 KQ mask
+        attn = (2 * q_dim + 2 * summary.n_embd) * n_tokens * f32 + n_kv * n_tokens * 2
+    else:  # the full KQ score matrix per head, its f32 mask, Q/K/V rows
+        attn = n_kv * n_tokens * (n_head + 1) * f32
+        attn += (3 * summary.n_embd + 2 * q_dim + 2 * kv_dim) * n_tokens * f32
     ff = summary.n_ff
     if summary.n_expert and summary.n_expert_used:
         ffn = (2 * ff * summary.n_expert_used + summary.n_expert + 2 * summary.n_embd) * n_tokens
