@@ -15,9 +15,10 @@ that fit:
    same model at Q8 beats itself at Q4 when both run at a usable speed.
 3. **Then speed.** Ties go to the faster plan (full GPU before partial offload before CPU).
 
-Files that fit but are too slow follow, in the same order; files that do not fit are left
-out. Each :class:`Recommendation` carries its :class:`~launcher.estimate.MemoryPlan` (with
-the verdict and the largest context that fits on the GPU) and its speed estimate.
+Files that fit but are too slow follow, by the model's quality and then speed (so the
+fastest quant of a slow model comes first); files that do not fit are left out. Each
+:class:`Recommendation` carries its :class:`~launcher.estimate.MemoryPlan` (with the verdict
+and the largest context that fits on the GPU) and its speed estimate.
 """
 
 from __future__ import annotations
@@ -147,12 +148,17 @@ def recommend(
             continue
         usable = fits and p.speed.decode_tokens_per_s >= floor
         quality = cand.model.quality_for(use) - QUANT_PENALTY.get(cand.quant.quant.upper(), 0.0)
-        key = (
-            0.0 if usable else (1.0 if fits else 2.0),
-            -quality,
-            float(_VERDICT_ORDER[p.verdict]),
-            -p.speed.decode_tokens_per_s,
-        )
+        if usable:
+            key = (0.0, -quality, float(_VERDICT_ORDER[p.verdict]), -p.speed.decode_tokens_per_s)
+        else:
+            # too slow (or no fit): by the model's quality, then its fastest quant first, which
+            # is the one closest to usable
+            key = (
+                1.0 if fits else 2.0,
+                -float(cand.model.quality_for(use)),
+                -p.speed.decode_tokens_per_s,
+                0.0,
+            )
         scored.append((key, cand, p, usable, quality))
     scored.sort(key=lambda t: (t[0], t[1].key))
     out: list[Recommendation] = []
