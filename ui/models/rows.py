@@ -99,42 +99,48 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
-def candidate_from(rec: Any) -> CandidateRow:
-    """A ``CandidateRow`` from a ``launcher.recommend.Recommendation`` (or a Hub result)."""
-    cand = _get(rec, "candidate", default=rec)
-    plan = _get(rec, "plan")
-    speed = _get(rec, "speed")
-    repo = str(_get(cand, "repo", "repo_id", default=""))
-    filename = str(_get(cand, "filename", "file", default=""))
-    verdict = _get(rec, "verdict", default=None) or _get(plan, "verdict", default="unknown")
-    verdict = str(getattr(verdict, "value", verdict))
-    name = str(_get(cand, "display_name", "name", default=filename or repo))
-    params = _get(cand, "params_label", "parameters", default="")
+def _params_label(params: Any) -> str:
     if isinstance(params, int | float) and params:
-        params = f"{params / 1e9:.1f}B" if params < 1e10 else f"{params / 1e9:.0f}B"
-    uses = _get(cand, "uses", default=())
+        return f"{params / 1e9:.1f}B" if params < 1e10 else f"{params / 1e9:.0f}B"
+    return str(params or "")
+
+
+def candidate_from(rec: Any) -> CandidateRow:
+    """A ``CandidateRow`` from a ``launcher.recommend.Recommendation``.
+
+    Its ``candidate`` has ``model`` (name, params, uses) and ``quant`` (repo, files, size);
+    its ``plan`` is the ``MemoryPlan`` with the verdict, breakdown and speed estimate.
+    """
+    cand = _get(rec, "candidate", default=rec)
+    model = _get(cand, "model", default=cand)
+    quant = _get(cand, "quant", default=cand)
+    plan = _get(rec, "plan")
+    speed = _get(plan, "speed") if plan is not None else None
+    repo = str(_get(quant, "repo", "repo_id", default=""))
+    files = _get(quant, "files", default=None)
+    filename = str(files[0]) if files else str(_get(quant, "filename", default=""))
+    verdict = _get(plan, "verdict", default="unknown") if plan is not None else "unknown"
+    uses = _get(model, "uses", default=())
     return CandidateRow(
         key=f"{repo}/{filename}",
-        name=name,
+        name=str(_get(model, "name", default=filename or repo)),
         repo=repo,
         filename=filename,
-        quant=str(_get(cand, "quant", "quantization", default="")),
-        size_bytes=_get(cand, "size_bytes", "size", "file_size"),
-        verdict=verdict,
-        gpu_layers=_get(plan, "gpu_layers", "n_gpu_layers") if plan is not None else None,
-        total_layers=_get(plan, "total_layers", "n_layers") if plan is not None else None,
+        quant=str(_get(quant, "quant", default="")),
+        size_bytes=_get(quant, "size_bytes", "size"),
+        verdict=str(verdict),
+        gpu_layers=_get(plan, "gpu_layers") if plan is not None else None,
+        total_layers=_get(plan, "total_layers") if plan is not None else None,
         weights_bytes=_get(plan, "weights_bytes") if plan is not None else None,
         kv_bytes=_get(plan, "kv_bytes") if plan is not None else None,
         compute_bytes=_get(plan, "compute_bytes") if plan is not None else None,
         total_bytes=_get(plan, "total_bytes") if plan is not None else None,
-        tokens_per_s=_get(speed, "decode_tokens_per_s", "tokens_per_s")
-        if speed is not None
-        else _get(rec, "decode_tokens_per_s"),
-        basis=str(_get(speed, "basis", default="estimated") if speed is not None else "estimated"),
+        tokens_per_s=_get(speed, "decode_tokens_per_s") if speed is not None else None,
+        basis=str(_get(speed, "basis", default="estimated")),
         uses=tuple(str(u) for u in uses) if isinstance(uses, list | tuple) else (),
-        params=str(params or ""),
-        context=_get(plan, "context", "n_ctx") if plan is not None else None,
-        note=str(_get(rec, "note", "reason", default="") or ""),
+        params=_params_label(_get(model, "params")),
+        context=_get(plan, "context") if plan is not None else None,
+        note=str(_get(rec, "reason", default="") or ""),
         source=rec,
     )
 
@@ -145,6 +151,7 @@ _SOURCE_LABELS = {
     "library": "Spark Launcher",
     "hf_cache": "Hugging Face cache",
     "hf-cache": "Hugging Face cache",
+    "folder": "Extra folder",
     "huggingface": "Hugging Face cache",
     "lmstudio": "LM Studio",
     "lm_studio": "LM Studio",
@@ -156,21 +163,22 @@ _SOURCE_LABELS = {
 
 
 def local_model_from(entry: Any) -> LocalModelRow:
-    """A ``LocalModelRow`` from a ``launcher.library`` entry."""
+    """A ``LocalModelRow`` from a ``launcher.library.LocalModel``."""
     path = str(_get(entry, "path", default=""))
-    source = str(_get(entry, "source", "origin", default="ours"))
-    source = str(getattr(source, "value", source))
+    source = str(_get(entry, "source", "origin", default="library"))
     label = _SOURCE_LABELS.get(source.lower(), source)
+    owned = _get(entry, "owned", default=None)
+    ours = bool(owned) if owned is not None else label == "Spark Launcher"
     return LocalModelRow(
         path=path,
         name=str(_get(entry, "name", "display_name", default=Path(path).name)),
         size_bytes=_get(entry, "size_bytes", "size"),
-        source=label,
-        ours=label == "Spark Launcher",
+        source="Spark Launcher" if ours else label,
+        ours=ours,
         quant=str(_get(entry, "quant", "quantization", default="") or ""),
         architecture=str(_get(entry, "architecture", "arch", default="") or ""),
-        parameters=str(_get(entry, "parameters_label", "parameters", default="") or ""),
-        repo=str(_get(entry, "repo", "repo_id", default="") or ""),
+        parameters=_params_label(_get(entry, "parameters")),
+        repo=str(_get(entry, "repo_id", "repo", default="") or ""),
     )
 
 

@@ -1,0 +1,191 @@
+"""``LibraryView``: models on disk (ours and other tools', used in place) and the downloads.
+
+Downloads show progress, speed, ETA, verification and errors; the buttons act on the selected
+download (pause, resume, cancel, retry). The view reports intent through signals and renders
+the ``LocalModelModel`` and ``DownloadModel`` it is given.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListView,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.models.library import DownloadModel, DownloadRole, LocalModelModel, LocalModelRole
+from ui.widgets.progress_delegate import DownloadDelegate
+
+
+class LibraryView(QWidget):
+    """Local models above, downloads below."""
+
+    chat_requested = Signal(str)  # path
+    rescan_requested = Signal()
+    delete_requested = Signal(str)  # path (ours only)
+    pause_requested = Signal(str)  # download id
+    resume_requested = Signal(str)
+    cancel_requested = Signal(str)
+    retry_requested = Signal(str)
+
+    def __init__(
+        self,
+        local_models: LocalModelModel,
+        downloads: DownloadModel,
+        models_dir: str = "",
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.local_models = local_models
+        self.downloads = downloads
+
+        title = QLabel("Library")
+        title.setProperty("role", "title")
+        self.folder_label = QLabel(f"Models folder: {models_dir}" if models_dir else "")
+        self.folder_label.setProperty("role", "hint")
+        self.summary = QLabel("")
+        self.summary.setProperty("role", "hint")
+
+        self.table = QTableView()
+        self.table.setModel(local_models)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.empty_label = QLabel(
+            "No models on disk yet. Pick one in Discover and press Download; models already "
+            "in LM Studio, Ollama or the Hugging Face cache appear here without copying."
+        )
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setProperty("role", "hint")
+        self.chat_button = QPushButton("Chat with it")
+        self.delete_button = QPushButton("Delete")
+        self.rescan_button = QPushButton("Rescan")
+        local_buttons = QHBoxLayout()
+        local_buttons.addWidget(self.chat_button)
+        local_buttons.addWidget(self.delete_button)
+        local_buttons.addStretch(1)
+        local_buttons.addWidget(self.rescan_button)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(title)
+        top_layout.addWidget(self.folder_label)
+        top_layout.addWidget(self.summary)
+        top_layout.addWidget(self.table, 1)
+        top_layout.addWidget(self.empty_label)
+        top_layout.addLayout(local_buttons)
+
+        downloads_title = QLabel("Downloads")
+        downloads_title.setProperty("role", "title")
+        self.download_list = QListView()
+        self.download_list.setModel(downloads)
+        self.download_list.setItemDelegate(DownloadDelegate(self.download_list))
+        self.download_list.setUniformItemSizes(True)
+        self.downloads_empty = QLabel("No downloads yet.")
+        self.downloads_empty.setProperty("role", "hint")
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.cancel_button = QPushButton("Cancel")
+        self.retry_button = QPushButton("Retry")
+        dl_buttons = QHBoxLayout()
+        for b in (self.pause_button, self.resume_button, self.cancel_button, self.retry_button):
+            dl_buttons.addWidget(b)
+        dl_buttons.addStretch(1)
+        bottom = QWidget()
+        bottom_layout = QVBoxLayout(bottom)
+        bottom_layout.setContentsMargins(0, 0, 0, 0)
+        bottom_layout.addWidget(downloads_title)
+        bottom_layout.addWidget(self.download_list, 1)
+        bottom_layout.addWidget(self.downloads_empty)
+        bottom_layout.addLayout(dl_buttons)
+
+        splitter = QSplitter()
+        splitter.setOrientation(splitter.orientation().Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(bottom)
+        splitter.setSizes([420, 260])
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+        self.chat_button.clicked.connect(self._on_chat)
+        self.table.doubleClicked.connect(lambda _i: self._on_chat())
+        self.delete_button.clicked.connect(self._on_delete)
+        self.rescan_button.clicked.connect(self.rescan_requested)
+        self.pause_button.clicked.connect(lambda: self._on_download_action(self.pause_requested))
+        self.resume_button.clicked.connect(lambda: self._on_download_action(self.resume_requested))
+        self.cancel_button.clicked.connect(lambda: self._on_download_action(self.cancel_requested))
+        self.retry_button.clicked.connect(lambda: self._on_download_action(self.retry_requested))
+        for model in (local_models, downloads):
+            model.modelReset.connect(self._refresh)
+            model.rowsInserted.connect(self._refresh)
+            model.rowsRemoved.connect(self._refresh)
+            model.dataChanged.connect(self._refresh_buttons)
+        self.table.selectionModel().selectionChanged.connect(self._refresh_buttons)
+        self.download_list.selectionModel().selectionChanged.connect(self._refresh_buttons)
+        self._refresh()
+
+    def _selected_path(self) -> str | None:
+        index = self.table.currentIndex()
+        return index.data(LocalModelRole.PATH) if index.isValid() else None
+
+    def _selected_download(self) -> tuple[str, str] | None:
+        index = self.download_list.currentIndex()
+        if not index.isValid():
+            return None
+        return index.data(DownloadRole.ID), index.data(DownloadRole.STATE)
+
+    def _on_chat(self) -> None:
+        path = self._selected_path()
+        if path:
+            self.chat_requested.emit(path)
+
+    def _on_delete(self) -> None:
+        index = self.table.currentIndex()
+        if index.isValid() and index.data(LocalModelRole.OURS):
+            self.delete_requested.emit(index.data(LocalModelRole.PATH))
+
+    def _on_download_action(self, signal: Signal) -> None:
+        selected = self._selected_download()
+        if selected:
+            signal.emit(selected[0])  # type: ignore[attr-defined]
+
+    def _refresh(self, *_args: object) -> None:
+        rows = self.local_models.rows()
+        self.empty_label.setVisible(not rows)
+        self.table.setVisible(bool(rows))
+        others = sum(1 for r in rows if not r.ours)
+        total = sum(r.size_bytes or 0 for r in rows)
+        self.summary.setText(
+            f"{len(rows)} models, {total / 2**30:.1f} GiB"
+            + (f" ({others} found in other tools' folders, used in place)" if others else "")
+            if rows
+            else ""
+        )
+        has_downloads = self.downloads.rowCount() > 0
+        self.downloads_empty.setVisible(not has_downloads)
+        if has_downloads and not self.download_list.currentIndex().isValid():
+            self.download_list.setCurrentIndex(self.downloads.index(self.downloads.rowCount() - 1))
+        self._refresh_buttons()
+
+    def _refresh_buttons(self, *_args: object) -> None:
+        index = self.table.currentIndex()
+        self.chat_button.setEnabled(index.isValid())
+        self.delete_button.setEnabled(index.isValid() and bool(index.data(LocalModelRole.OURS)))
+        selected = self._selected_download()
+        state = selected[1] if selected else ""
+        self.pause_button.setEnabled(state in ("queued", "downloading"))
+        self.resume_button.setEnabled(state == "paused")
+        self.cancel_button.setEnabled(state in ("queued", "downloading", "paused"))
+        self.retry_button.setEnabled(state in ("failed", "cancelled"))
