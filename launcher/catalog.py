@@ -21,12 +21,15 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.errors import HubError, LauncherError
 from launcher.estimate import ModelSummary
 from launcher.fsutil import atomic_write_json, read_json
 from launcher.paths import AppPaths
+
+if TYPE_CHECKING:
+    from launcher.gguf import GGUFModel
 
 BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "resources" / "catalog.json"
 USES = ("assistant", "reasoning", "coding", "private-work", "agents")
@@ -353,6 +356,7 @@ class RefreshReport:
     sizes_changed: list[str] = field(default_factory=list)  # "model:quant old -> new"
     missing: list[str] = field(default_factory=list)  # "repo/file" the Hub does not have
     failed: list[str] = field(default_factory=list)  # "repo: reason"
+    headers_read: int = 0  # files whose GGUF header was read (``headers=True``)
     path: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -369,17 +373,87 @@ def _hf_api(api: Any | None) -> Any:
     return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
 
 
+def resolve_url(repo: str, filename: str, revision: str = "main") -> str:
+    """The Hub's ``resolve`` URL of a file, on ``HF_ENDPOINT`` as set now."""
+    from huggingface_hub import hf_hub_url
+
+    # huggingface_hub reads HF_ENDPOINT once, at import; read it now so a later value counts
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return str(hf_hub_url(repo, filename, revision=revision, endpoint=endpoint))
+
+
+def _token() -> str | None:
+    try:
+        from launcher.hub import get_token
+    except ImportError:  # huggingface_hub's own lookup applies then
+        return None
+    return get_token()
+
+
+def read_remote_model(
+    repo: str, files: Iterable[str], revision: str = "main"
+) -> tuple[GGUFModel, list[Any]]:
+    """Read the GGUF header(s) of a Hub file (every shard) by HTTP Range; no tensor data.
+
+    Returns the model and its byte sources (each keeps the fetched header prefix in
+    ``.prefix`` and the byte count in ``.inner.bytes_read``).
+    """
+    from launcher.gguf import HTTPRangeSource, read_model
+
+    token = _token()
+    sources = [
+        PrefixCache(HTTPRangeSource(resolve_url(repo, f, revision), token=token or None))
+        for f in files
+    ]
+    return read_model(list[Any](sources)), sources
+
+
+class PrefixCache:
+    """A byte source wrapper that keeps the bytes read from the start of the file.
+
+    The header reader reads forward in growing chunks; keeping that prefix lets a caller
+    save the header (as a sparse file for the dry run) without fetching it twice.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", "")
+        self.prefix = bytearray()
+
+    @property
+    def size(self) -> int | None:
+        size = self.inner.size
+        return None if size is None else int(size)
+
+    def suggested_chunk(self) -> int:
+        return int(self.inner.suggested_chunk())
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = offset + length
+        if end <= len(self.prefix):
+            return bytes(self.prefix[offset:end])
+        if offset <= len(self.prefix):
+            have = len(self.prefix)
+            self.prefix += self.inner.read(have, end - have)
+            return bytes(self.prefix[offset:end])
+        return bytes(self.inner.read(offset, length))
+
+
 def refresh(
     api: Any | None = None,
     paths: AppPaths | None = None,
     cancel: threading.Event | None = None,
     bundled: Path = BUNDLED_CATALOG,
+    headers: bool = False,
 ) -> RefreshReport:
     """Fetch exact sizes and sha256 of every catalog file from the Hub; store them atomically.
 
     ``api`` is an ``huggingface_hub.HfApi`` (default: one for ``HF_ENDPOINT`` with the user's
-    token). One ``paths-info`` request per repo. Repos that fail are reported and keep their
-    previous figures; if every repo fails, :class:`HubError` says so and nothing is written.
+    token). One ``paths-info`` request per repo. With ``headers=True`` each file's GGUF header
+    is also read by HTTP Range (a few MB per file, no tensor data) and its exact
+    :class:`ModelSummary` stored, so later plans use the real tensor table. Repos that fail
+    are reported and keep their previous figures; if every repo fails, :class:`HubError`
+    says so and nothing is written.
     """
     paths = paths or AppPaths.default()
     hf = _hf_api(api)
@@ -417,7 +491,8 @@ def refresh(
             prev = current.get(m.id).quant(q.quant)
             if prev is not None and prev.size_bytes != size:
                 report.sizes_changed.append(f"{m.id}:{q.quant} {prev.size_bytes} -> {size}")
-            override["models"].setdefault(m.id, {}).setdefault("quants", {})[q.quant] = {
+            quants = override["models"].setdefault(m.id, {}).setdefault("quants", {})
+            entry: dict[str, Any] = {
                 "files": list(q.files),
                 "size_bytes": size,
                 "size_status": "verified",
@@ -425,6 +500,17 @@ def refresh(
                 f"{dt.date.today().isoformat()}",
                 "sha256": list(shas) if all(shas) else [],
             }
+            old_entry = quants.get(q.quant) or {}
+            if old_entry.get("summary") and old_entry.get("size_bytes") == size:
+                entry["summary"] = old_entry["summary"]  # same file: its header still holds
+            if headers and not (cancel is not None and cancel.is_set()):
+                try:
+                    model, _ = read_remote_model(repo, q.files)
+                    entry["summary"] = ModelSummary.from_header(model).to_json()
+                    report.headers_read += 1
+                except LauncherError as exc:
+                    report.failed.append(f"{repo}/{q.files[0]}: header: {exc}")
+            quants[q.quant] = entry
             report.files_updated += len(q.files)
     if report.repos_checked == 0 and report.failed:
         raise HubError(

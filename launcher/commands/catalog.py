@@ -25,6 +25,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("action", nargs="?", choices=("list", "refresh"), default="list")
     p.add_argument("--use", help="only models suited to this use (assistant, reasoning, ...)")
+    p.add_argument(
+        "--headers",
+        action="store_true",
+        help="refresh: also read each file's GGUF header (a few MB each) for exact plans",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=handler)
 
@@ -90,13 +95,13 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def handler(args: argparse.Namespace) -> int:
     if args.action == "refresh":
-        report = refresh()
+        report = refresh(headers=args.headers)
         if args.json:
             print(json.dumps(report.to_json(), indent=2))
             return 0
         print(
-            f"Checked {report.repos_checked} repos, updated {report.files_updated} files "
-            f"-> {report.path}"
+            f"Checked {report.repos_checked} repos, updated {report.files_updated} files, "
+            f"read {report.headers_read} headers -> {report.path}"
         )
         for line in report.sizes_changed:
             print(f"  size changed: {line}")

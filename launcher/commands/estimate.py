@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.catalog import Catalog
+from launcher.catalog import Catalog, read_remote_model
 from launcher.commands.catalog import print_table
 from launcher.errors import GGUFError, LauncherError
 from launcher.estimate import KV_TYPES, MemoryPlan, ModelSummary, plan
@@ -56,38 +55,6 @@ class ModelSource:
     kind: str = "local"  # "local" | "hf" | "catalog"
 
 
-class _PrefixCache:
-    """A byte source wrapper that keeps the bytes read from the start of the file.
-
-    The header reader reads forward in growing chunks; keeping that prefix lets the dry run
-    save the header as a sparse file without fetching it a second time.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = getattr(inner, "name", "")
-        self.prefix = bytearray()
-
-    @property
-    def size(self) -> int | None:
-        size = self.inner.size
-        return None if size is None else int(size)
-
-    def suggested_chunk(self) -> int:
-        return int(self.inner.suggested_chunk())
-
-    def read(self, offset: int, length: int) -> bytes:
-        end = offset + length
-        if end <= len(self.prefix):
-            return bytes(self.prefix[offset:end])
-        if offset <= len(self.prefix):
-            have = len(self.prefix)
-            more = self.inner.read(have, end - have)
-            self.prefix += more
-            return bytes(self.prefix[offset:end])
-        return bytes(self.inner.read(offset, length))
-
-
 def parse_hf_uri(uri: str) -> tuple[str, str, str]:
     """``hf://owner/repo/path/file.gguf[@rev]`` -> (repo_id, filename, revision)."""
     rest = uri[len("hf://") :]
@@ -103,38 +70,18 @@ def parse_hf_uri(uri: str) -> tuple[str, str, str]:
     return "/".join(parts[:2]), "/".join(parts[2:]), rev
 
 
-def _resolve_url(repo: str, filename: str, revision: str) -> str:
-    from huggingface_hub import hf_hub_url
-
-    # HF_ENDPOINT is read at import by huggingface_hub; read it now so a mirror set later counts
-    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-    return str(hf_hub_url(repo, filename, revision=revision, endpoint=endpoint))
-
-
-def _token() -> str | None:
-    try:
-        from launcher.hub import get_token
-    except ImportError:  # the Hub module is optional here: huggingface_hub finds the token
-        return None
-    return get_token()
-
-
 def load_remote(uri: str, workdir: Path | None) -> ModelSource:
     """Read a Hub model's header(s) by HTTP Range; optionally save them as sparse files."""
-    from launcher.gguf import HTTPRangeSource, read_model, split_names
+    from launcher.gguf import split_names
 
     repo, filename, rev = parse_hf_uri(uri)
-    token = _token()
-    sources = [
-        _PrefixCache(HTTPRangeSource(_resolve_url(repo, name, rev), token=token or None))
-        for name in split_names(filename)
-    ]
-    model = read_model(list[Any](sources))
+    names = split_names(filename)
+    model, sources = read_remote_model(repo, names, rev)
     paths: list[Path] = []
     if workdir is not None:
         from launcher.dryrun import materialize_header
 
-        for name, src, header in zip(split_names(filename), sources, model.headers, strict=True):
+        for name, src, header in zip(names, sources, model.headers, strict=True):
             head = src.read(0, header.data_offset)
             total = max(header.file_size or 0, header.declared_size)
             paths.append(materialize_header(head, total, workdir / Path(name).name))
