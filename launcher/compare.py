@@ -16,6 +16,7 @@ error; the other models go on and nothing already measured is lost.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import queue
 import random
@@ -675,7 +676,7 @@ class ComparisonSession:
             run.check_passed = prompt.check.passes(run.reply)
         if not alive:
             self._close(model.label)
-        yield RunDone(run)
+        yield RunDone(dataclasses.replace(run))  # a copy: receivers on other threads keep it
         yield alive
 
     def _host_alive(self, label: str) -> bool:
@@ -804,6 +805,7 @@ class Planned:
     labels: tuple[str, ...]
     prompts: tuple[str, ...]
     blind: bool
+    result: ComparisonResult  # a snapshot before any run (letters, prompts): the UI's copy
 
 
 class ComparisonJob:
@@ -861,6 +863,7 @@ class ComparisonJob:
             tuple(m.label for m in prepared.models),
             tuple(p.id for p in suite.prompts),
             self.request.blind,
+            copy.deepcopy(session.result),
         )
         if self._cancelled.is_set():
             session.cancel()

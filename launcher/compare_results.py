@@ -248,10 +248,9 @@ class ComparisonResult:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     # ------------------------------------------------------------------ storage
-    def save(self, paths: AppPaths | None = None) -> Path:
-        """Write this result atomically to ``comparisons_dir/<id>.json``; return the path."""
-        paths = paths or AppPaths.default()
-        target = paths.comparisons_dir / f"{self.id}.json"
+    def save(self, paths: AppPaths | None = None, to: Path | None = None) -> Path:
+        """Write this result atomically to ``comparisons_dir/<id>.json`` (or ``to``)."""
+        target = to or (paths or AppPaths.default()).comparisons_dir / f"{self.id}.json"
         atomic_write_json(target, self.to_json())
         return target
 
