@@ -429,7 +429,7 @@ def _fetch(
                     cr = r.headers.get("Content-Range", "")
                     if not cr.startswith(f"bytes {done}-"):
                         raise _Transient(f"unexpected Content-Range {cr!r}")
-                for chunk in r.iter_raw(CHUNK):
+                for chunk in r.iter_raw():
                     if not chunk:
                         continue
                     if done + len(chunk) > rf.size:
