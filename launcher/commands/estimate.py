@@ -133,7 +133,6 @@ def estimate(
     exact: bool = False,
 ) -> tuple[ModelSource, MemoryPlan, str]:
     """Plan ``spec`` (see :func:`load_model_source`); return (source, plan, machine label)."""
-    profile = resolve_machine(machine)
     calibration = None
     try:
         from launcher.calibration import CalibrationStore
@@ -143,6 +142,7 @@ def estimate(
         pass
     with tempfile.TemporaryDirectory(prefix="spark-estimate-") as tmp:
         src = load_model_source(spec, Path(tmp) if exact else None)
+        profile = resolve_machine(machine)  # after the model: a bad model fails before probing
         if not exact:
             p = plan(src.summary, profile, ctx, kv_type, flash_attn, calibration=calibration)
         else:

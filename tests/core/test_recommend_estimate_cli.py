@@ -181,3 +181,31 @@ def test_catalog_command_lists_and_marks_sizes(
     )
     assert main(["catalog"]) == 0
     assert "Llama 3.3 70B" in capsys.readouterr().out
+
+
+def test_estimate_exact_dry_runs_a_remote_header(
+    hub: LoopbackHub,
+    qwen32_header: Path,
+    capsys: pytest.CaptureFixture[str],
+    app_home: Path,
+) -> None:
+    """--exact on hf://: the header is saved as a sparse file and llama.cpp sizes the plan."""
+    pytest.importorskip("llama_cpp")
+    header = read_header(qwen32_header)
+    head = qwen32_header.read_bytes()[: header.data_offset]
+    hub.add_repo(
+        "someone/Qwen-32B-GGUF",
+        {
+            "Qwen-32B-Q4_K_M.gguf": Synthetic(
+                header.declared_size, head=head, fill="zeros", sha256="0" * 64
+            )
+        },
+    )
+    out = _run_json(
+        capsys, "estimate", "hf://someone/Qwen-32B-GGUF/Qwen-32B-Q4_K_M.gguf", "--ctx", "32768",
+        "--exact",
+    )  # fmt: skip
+    assert out["source"] == "dry_run"
+    assert out["kv_bytes"] == 8 * GiB  # llama.cpp's own KV size: 64 layers x 8 x 128 x 2 x f16
+    assert out["compute_bytes"] > 0
+    assert sum(hub.bytes_served.values()) < 16 * MiB  # the header only, once
