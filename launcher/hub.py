@@ -171,6 +171,8 @@ def error_for_status(
                 "repo add your Hugging Face token (Settings → Hugging Face token, or "
                 "`hf auth login`)."
             )
+            if error_code == "RepoNotFound":
+                return HubNotFoundError(redact(msg, token))
         return HubAccessError(redact(msg, token))
     if status == 403:
         return HubAccessError(

@@ -283,7 +283,7 @@ class LoopbackHub:
             pass
 
         Handler.hub = hub
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _Server(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         server.block_on_close = False
         self._server = server
@@ -392,6 +392,15 @@ class LoopbackHub:
                     f.fired += 1
                     return f
         return None
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that vanish mid-request (killed downloads, dropped connections) are normal here.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 _RE_REVISION = re.compile(r"^(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>.+)$")
