@@ -162,3 +162,34 @@ def test_a_corrupt_refresh_file_falls_back_to_the_bundle(app_home: Path) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{ not json", encoding="utf-8")
     assert Catalog.load(paths).get("qwen3-32b").quants
+
+
+def test_offline_summary_matches_the_real_header_of_gemma(gemma_path: Path) -> None:
+    """A catalog-style entry (config numbers + file size) plans like the file's own header."""
+    from launcher.catalog import CatalogModel, QuantFile, summary_for
+    from launcher.estimate import ModelSummary, plan
+    from launcher.gguf import read_model
+    from launcher.machines import resolve_machine
+
+    model = read_model(gemma_path)
+    exact = ModelSummary.from_header(model)
+    arch = {
+        "architecture": "gemma3", "n_layers": 18, "n_embd": 640, "n_vocab": 262144,
+        "context_length": 32768, "n_head": 4, "n_head_kv": 1, "key_length": 256,
+        "value_length": 256, "n_ff": 2048, "sliding_window": 512, "tied_output": True,
+    }  # fmt: skip
+    quant = QuantFile("Q4_K_M", "unsloth/gemma-3-270m-it-GGUF", ("g.gguf",), model.tensor_bytes,
+                      "verified", "test")  # fmt: skip
+    entry = CatalogModel(
+        "gemma-3-270m", "Gemma 3 270M", "Gemma 3", "Google", "gemma", exact.n_params,
+        ("assistant",), 30, {}, "tiny", arch, (quant,),
+    )  # fmt: skip
+    offline = summary_for(entry, quant)
+    assert abs(offline.weights_bytes - exact.weights_bytes) <= exact.n_layers
+    for machine in ("dgx-spark", "laptop-16gb"):
+        for ctx in (4096, 32768):
+            a = plan(offline, resolve_machine(machine), ctx)
+            b = plan(exact, resolve_machine(machine), ctx)
+            assert a.kv_bytes == b.kv_bytes, (machine, ctx)  # KV is exact from config numbers
+            assert a.verdict == b.verdict
+            assert a.total_bytes == pytest.approx(b.total_bytes, rel=0.10), (machine, ctx)
