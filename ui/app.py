@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from launcher.chats import ChatStore
 from launcher.paths import AppPaths
 from launcher.settings import Settings, load_settings, save_settings
+from ui.compare_view import CompareView
 from ui.main_window import MainWindow
 from ui.models.chat_session import ChatSession
 from ui.models.library import DownloadModel, LocalModelModel
@@ -49,6 +50,26 @@ def machine_summary(profile: Any) -> str:
         f"This machine: {profile.cpu_model}, {profile.cpu_cores} cores · {pools} · "
         f"llama.cpp backend: {profile.backend.upper()}{emulation}"
     )
+
+
+def ghost_bytes(plan: Any, profile: Any) -> dict[str, int]:
+    """A plan's bytes per memory pool name (the gauge's ghost segment).
+
+    The plan counts per llama.cpp device ("CUDA0", "CPU"); each pool names its device. CPU
+    bytes land in system RAM, or in the unified pool where there is one.
+    """
+    out: dict[str, int] = {}
+    per_device = getattr(plan, "per_device", None) or {}
+    for device, use in per_device.items():
+        pool = next((p for p in profile.pools if p.device == device), None)
+        if pool is None and device.upper().startswith("CPU"):
+            pool = profile.ram_pool
+        if pool is None:
+            continue
+        out[pool.name] = out.get(pool.name, 0) + int(use.total)
+    if not out and profile.ram_pool is not None:
+        out[profile.ram_pool.name] = int(plan.total_bytes)
+    return out
 
 
 class PlannedEngine:
@@ -144,6 +165,7 @@ class AppContext(QObject):
         self.window.add_view("discover", "Discover", self.discover)
         self.window.add_view("library", "Library", self.library_view)
         self.window.add_view("chat", "Chat", self.chat)
+        self.window.add_view("compare", "Compare", CompareView(local_models=self.local_models))
         self.window.add_view("doctor", "Doctor & settings", self.doctor)
         self.window.resize(1280, 800)
         self._wire()
@@ -155,8 +177,7 @@ class AppContext(QObject):
         except ImportError:
             label = QLabel("Memory: probing…")
             return label, None
-        gauge = MemoryGaugeWidget()
-        return gauge, None
+        return MemoryGaugeWidget(), None
 
     def _make_host(self) -> ModelHost:
         if self._engine_factory is not None:
@@ -164,9 +185,9 @@ class AppContext(QObject):
         else:
             from launcher.engine import EngineClient
 
-            engine = PlannedEngine(
-                EngineClient(log_dir=self.paths.cache_dir / "logs"), self._plan_for_file
-            )
+            log_dir = self.paths.cache_dir / "logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            engine = PlannedEngine(EngineClient(log_dir=log_dir), self._plan_for_file)
         return ModelHost(engine)
 
     def _plan_for_file(self, path: str) -> Any:
@@ -244,9 +265,9 @@ class AppContext(QObject):
 
         self.sampler = MemorySampler(profile)
         self.sampler_worker = SamplerWorker(self.sampler)
-        snapshot_signal = getattr(self.sampler_worker, "snapshot_taken", None)
-        if snapshot_signal is not None and hasattr(self.gauge, "set_snapshot"):
-            snapshot_signal.connect(self.gauge.set_snapshot)
+        on_snapshot = getattr(self.gauge, "on_snapshot_taken", None)
+        if on_snapshot is not None:
+            self.sampler_worker.snapshot_taken.connect(on_snapshot)
         self.sampler_worker.start()
 
     # ------------------------------------------------------------------ discover
@@ -308,10 +329,11 @@ class AppContext(QObject):
         set_ghost = getattr(self.gauge, "set_ghost", None)
         if set_ghost is None:
             return
-        if row is None or row.total_bytes is None:
-            set_ghost(None)
+        plan = getattr(row.source, "plan", None) if row is not None else None
+        if row is None or plan is None or self.profile is None:
+            set_ghost(None, None)
         else:
-            set_ghost(row.source.plan if row.source is not None else None, row.name)
+            set_ghost(f"{row.name} {row.quant}", ghost_bytes(plan, self.profile))
 
     # ------------------------------------------------------------------ library
     def _library_obj(self) -> Any:
@@ -348,9 +370,11 @@ class AppContext(QObject):
             if row.filename and Path(row.filename).name in local:
                 states[row.key] = ("chat", local[Path(row.filename).name])
         for d in self.downloads.rows():
-            key = f"{d.repo}/{d.filename}"
+            # d.id is the row key it was started from ("repo/file", or "repo/" from a search)
             if d.state in ("queued", "downloading", "verifying", "paused"):
-                states[key] = ("downloading", d.fraction)
+                states[d.id] = ("downloading", d.fraction)
+            elif d.state == "done" and d.path:
+                states[d.id] = ("chat", d.path)
         self.discover.set_states(states)
 
     def install_starter(self) -> None:
@@ -382,24 +406,21 @@ class AppContext(QObject):
         if self._downloads_service is None:
             from ui.models.download_service import DownloadService
 
-            self._downloads_service = DownloadService(self.paths, self.settings)
+            self._downloads_service = DownloadService(self.paths, self.settings, self.network_tasks)
             self._downloads_service.progressed.connect(self._on_download_progress)
         return self._downloads_service
 
     def start_download(self, row: CandidateRow) -> None:
-        if not row.repo or not row.filename:
-            self.discover.set_busy("Pick a model file (a catalog row) to download.")
+        if not row.repo:
+            self.discover.set_busy("Pick a model to download.")
             return
         try:
             service = self._downloads()
         except ImportError:
             self.discover.set_busy("Downloads are not available in this build.")
             return
-        download_id = service.start(row.repo, row.filename, row.name)
-        self.downloads.update(
-            DownloadRow(download_id, row.name, repo=row.repo, filename=row.filename)
-        )
-        self._update_candidate_states()
+        service.start(row.repo, row.filename, row.name)
+        self.window.show_view("library")
 
     def _download_call(self, action: str, download_id: str) -> None:
         if self._downloads_service is not None:
@@ -479,13 +500,11 @@ class AppContext(QObject):
         if self._downloads_service is not None:
             self._downloads_service.shutdown()
         self.session.shutdown()
+        self.window.view("compare").shutdown()  # type: ignore[attr-defined]
         if self.sampler_worker is not None:
-            self.sampler_worker.stop()
+            self.sampler_worker.stop()  # also closes the sampler (NVML)
         self.network_tasks.shutdown()
         self.local_tasks.shutdown()
-        sampler = getattr(self, "sampler", None)
-        if sampler is not None:
-            sampler.close()
 
 
 def run_app(argv: Sequence[str] = ()) -> int:

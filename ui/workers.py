@@ -34,7 +34,7 @@ TOKEN_BATCH_INTERVAL_S = 1 / 30
 class EngineLike(Protocol):
     """What the UI needs from ``launcher.engine.EngineClient`` (fakes in tests satisfy it)."""
 
-    def load(self, path: str, plan: Any = None) -> Any: ...
+    def load(self, path: str, plan: Any = None, on_progress: Any = None) -> Any: ...
 
     def chat(self, messages: list[dict[str, str]], sampling: Any = None) -> Iterable[Any]: ...
 
@@ -59,6 +59,7 @@ def _event_kind(event: object) -> str:
 class ModelHostWorker(QObject):
     """Drives one ``EngineClient`` on its own thread and relays its events as signals."""
 
+    load_progress = Signal(float)  # 0.0 .. 1.0 (llama.cpp's own progress)
     load_finished = Signal(object)  # the engine's Loaded info
     token_received = Signal(str)  # one or more tokens' text, coalesced
     reply_finished = Signal(object)  # ReplyFinished (metrics), also after a stop
@@ -73,11 +74,14 @@ class ModelHostWorker(QObject):
     @Slot(str, object)
     def on_load(self, path: str, plan: object) -> None:
         try:
-            loaded = self.engine.load(path, plan)
+            loaded = self.engine.load(path, plan, on_progress=self._on_progress)
         except Exception as exc:
             self._report(exc)
             return
         self.load_finished.emit(loaded)
+
+    def _on_progress(self, progress: object) -> None:
+        self.load_progress.emit(float(getattr(progress, "fraction", 0.0)))
 
     @Slot(list, object)
     def on_chat(self, messages: list[dict[str, str]], sampling: object) -> None:

@@ -29,6 +29,11 @@ class HostCrashed:
 
 
 @dataclass
+class LoadProgress:
+    fraction: float
+
+
+@dataclass
 class Loaded:
     path: str
     rss_bytes: int = 300 * 2**20
@@ -50,11 +55,14 @@ class FakeEngine:
         self.sampling: list[Any] = []
         self.started = threading.Event()
 
-    def load(self, path: str, plan: Any = None) -> Loaded:
+    def load(self, path: str, plan: Any = None, on_progress: Any = None) -> Loaded:
         if self.fail_load:
             from launcher.errors import ModelLoadError
 
             raise ModelLoadError(self.fail_load)
+        if on_progress is not None:
+            on_progress(LoadProgress(0.5))
+            on_progress(LoadProgress(1.0))
         self.loaded_paths.append(path)
         return Loaded(path)
 

@@ -67,6 +67,7 @@ class ChatSession(QObject):
     conversation_saved = Signal(object)  # ConversationSummary
     conversation_removed = Signal(str)  # id
     model_state_changed = Signal(str, str)  # state (unloaded/loading/ready/busy), model name
+    load_progressed = Signal(float)  # 0.0 .. 1.0 while a model loads
     model_loaded = Signal(str, object)  # model path, Loaded info (for the gauge)
     model_unloaded = Signal(str)  # model path
     error_reported = Signal(str)  # a message for the status line (load errors, ...)
@@ -166,6 +167,7 @@ class ChatSession(QObject):
         self.model_path = path
         self.plan = self._plan_for(path) if self._plan_for else None
         host = self._host_factory()
+        host.worker.load_progress.connect(self.load_progressed)
         host.worker.load_finished.connect(self._on_load_finished)
         host.worker.token_received.connect(self._on_tokens)
         host.worker.reply_finished.connect(self._on_reply_finished)

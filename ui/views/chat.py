@@ -65,7 +65,7 @@ class ChatView(QWidget):
         self.model_picker.setPlaceholderText("No model on disk yet: download one in Discover")
         self.load_button = QPushButton("Load")
         self.load_progress = QProgressBar()
-        self.load_progress.setRange(0, 0)  # busy indicator while a model loads
+        self.load_progress.setRange(0, 100)
         self.load_progress.setMaximumWidth(120)
         self.load_progress.setVisible(False)
         self.model_status = QLabel("No model loaded")
@@ -149,6 +149,7 @@ class ChatView(QWidget):
         session.conversation_saved.connect(self._on_saved)
         session.conversation_removed.connect(self.conversations.remove)
         session.model_state_changed.connect(self._on_model_state)
+        session.load_progressed.connect(lambda f: self.load_progress.setValue(int(f * 100)))
         session.error_reported.connect(self._show_error)
 
         self.conversations.set_items(session.list_conversations())
@@ -216,6 +217,8 @@ class ChatView(QWidget):
 
     def _on_model_state(self, state: str, name: str) -> None:
         self.load_progress.setVisible(state == "loading")
+        if state == "loading":
+            self.load_progress.setValue(0)
         self.load_button.setText("Load" if state == "unloaded" else "Unload")
         self.send_button.setEnabled(state == "ready")
         self.stop_button.setEnabled(state == "busy")
