@@ -366,11 +366,21 @@ class BackendSource:
     for device memory creates a CUDA context, which must never live in the app process.
     """
 
-    def __init__(self, timeout: float = BACKEND_QUERY_TIMEOUT_S, python: str | None = None):
+    def __init__(
+        self,
+        timeout: float = BACKEND_QUERY_TIMEOUT_S,
+        python: str | None = None,
+        use_spawn: bool | None = None,
+    ) -> None:
         self.timeout = timeout
         self.python = python or sys.executable
+        # In a frozen (PyInstaller) app sys.executable is the app itself, which cannot run
+        # ``-m``; a multiprocessing spawn child re-enters the bundle instead.
+        self.use_spawn = bool(getattr(sys, "frozen", False)) if use_spawn is None else use_spawn
 
     def read(self) -> dict[str, Any]:
+        if self.use_spawn:
+            return self._read_spawned()
         cmd = [self.python, "-m", "launcher.hardware.backend_query"]
         env = {
             **os.environ,
@@ -398,6 +408,22 @@ class BackendSource:
             raise AdapterError("the llama.cpp device query printed no JSON") from exc
         if not isinstance(data, dict):
             raise AdapterError("the llama.cpp device query printed an unexpected value")
+        if data.get("error"):
+            raise AdapterError(str(data["error"]))
+        return data
+
+    def _read_spawned(self) -> dict[str, Any]:
+        from launcher.hardware.backend_query import query_in_spawned_child
+
+        try:
+            data = query_in_spawned_child(self.timeout)
+        except OSError as exc:
+            raise AdapterError(f"could not start the llama.cpp device query: {exc}") from exc
+        if data is None:
+            raise AdapterError(
+                f"the llama.cpp device query gave no answer within {self.timeout:.0f} s "
+                "(it crashed, or the GPU driver hung)"
+            )
         if data.get("error"):
             raise AdapterError(str(data["error"]))
         return data

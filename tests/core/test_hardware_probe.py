@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +162,34 @@ def test_recording_this_machine_replays_to_the_same_pools() -> None:
     assert json.loads(json.dumps(data)) == data
     p = probe(ReplayAdapters(data))
     assert [(x.kind, x.total) for x in p.pools] == [("ram", p.ram_total)]
+
+
+@pytest.mark.parametrize(
+    ("python", "reason"),
+    [("/nonexistent/python3", "could not start"), ("/bin/false", "failed (exit 1)")],
+)
+def test_a_failing_backend_query_leaves_the_backend_unknown_with_the_reason(
+    python: str, reason: str
+) -> None:
+    from launcher.hardware.adapters import BackendSource, live_adapters
+
+    ad = live_adapters()
+    ad.backend = BackendSource(python=python, use_spawn=False)
+    p = probe(ad)
+    ad.close()
+    assert reason in p.unknowns["backend"]
+    assert [pool.kind for pool in p.pools] == ["ram"] and p.backend == "cpu"
+
+
+def test_backend_query_also_runs_as_a_spawned_child_as_in_the_frozen_app() -> None:
+    # Run in a fresh interpreter so multiprocessing's helper processes end with it.
+    code = (
+        "import json; from launcher.hardware.adapters import BackendSource; "
+        "print(json.dumps(BackendSource(use_spawn=True).read()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    data = json.loads(out.stdout)
+    assert data["supports_gpu_offload"] is False
+    assert [d["type"] for d in data["devices"]] == ["cpu"]
