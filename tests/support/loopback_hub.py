@@ -347,9 +347,9 @@ class LoopbackHub:
             gguf=gguf,
         )
         if created_at:
-            repo.created_at = created_at
+            repo.created_at = _iso(created_at)
         if last_modified:
-            repo.last_modified = last_modified
+            repo.last_modified = _iso(last_modified)
         with self._lock:
             self.repos[repo_id] = repo
         return repo
@@ -392,6 +392,11 @@ class LoopbackHub:
                     f.fired += 1
                     return f
         return None
+
+
+def _iso(date: str) -> str:
+    """The Hub's timestamp format (``2025-01-01`` becomes ``2025-01-01T00:00:00.000Z``)."""
+    return date if "T" in date else f"{date}T00:00:00.000Z"
 
 
 class _Server(ThreadingHTTPServer):
