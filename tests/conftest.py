@@ -66,6 +66,17 @@ def _children() -> set[int]:
         return set()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _multiprocessing_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker up front: every ``spawn`` child (model hosts,
+    dry runs) starts it on first use and it lives as long as pytest, so it must not count as
+    a leftover of whichever test happened to spawn first."""
+    if os.name == "posix":
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves child processes or non-daemon threads running."""

@@ -149,6 +149,7 @@ class EngineClient:
                     if on_progress is not None:
                         on_progress(LoadProgress(fraction=min(1.0, float(msg["fraction"]))))
                 elif kind == "load_failed":
+                    self._last_load_log = tuple(msg["log"])
                     self._stop_host()
                     raise ModelLoadError(msg["message"])
                 elif kind == "loaded":

@@ -85,7 +85,7 @@ class _Host:
         self.bos_text = ""
         self.eos_text = ""
         self.cached: list[int] = []  # tokens whose KV is in the cache (sequence 0)
-        self.reuse_prefix = True
+        self.n_swa = 0  # sliding window of the model (0: none, or a full-size SWA cache)
         self._piece = ctypes.create_string_buffer(256)
 
     def send(self, msg_type: str, **fields: Any) -> None:
@@ -164,9 +164,7 @@ class _Host:
         self.template = raw_template.decode("utf-8", errors="replace") if raw_template else None
         self.bos_text = self._token_text(llama.llama_vocab_bos(self.vocab))
         self.eos_text = self._token_text(llama.llama_vocab_eos(self.vocab))
-        # Sliding-window caches keep only the last window: a kept prefix may have lost
-        # positions the next tokens attend to, so such models re-evaluate the whole prompt.
-        self.reuse_prefix = llama.llama_model_n_swa(model) == 0 or params.swa_full
+        self.n_swa = 0 if params.swa_full else int(llama.llama_model_n_swa(model))
         self.cached = []
         desc = ctypes.create_string_buffer(256)
         llama.llama_model_desc(model, desc, 256)
@@ -255,10 +253,15 @@ class _Host:
         mem = llama.llama_get_memory(self.ctx)
         # Reuse the KV of the common prefix with the previous request (follow-up turns).
         keep = 0
-        if self.reuse_prefix:
-            limit = min(len(self.cached), len(tokens) - 1)
-            while keep < limit and self.cached[keep] == tokens[keep]:
-                keep += 1
+        limit = min(len(self.cached), len(tokens) - 1)
+        while keep < limit and self.cached[keep] == tokens[keep]:
+            keep += 1
+        if keep > 0 and self.n_swa > 0:
+            # Sliding-window caches drop old cells: the kept prefix is usable only if the last
+            # window before it is still cached (the same rule as llama-server).
+            pos_min = llama.llama_memory_seq_pos_min(mem, 0)
+            if pos_min > max(0, keep - self.n_swa):
+                keep = 0
         if keep == 0 or not llama.llama_memory_seq_rm(mem, 0, keep, -1):
             llama.llama_memory_clear(mem, True)
             keep = 0

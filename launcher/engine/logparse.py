@@ -54,15 +54,15 @@ def load_failure_message(path: str, log: Sequence[str]) -> str:
         )
     if "failed to read magic" in text or "invalid magic" in text or "not a gguf" in text:
         return f"{name} is not a GGUF model file. Download the model's .gguf file and load that."
-    if (
-        "data is not within the file bounds" in text
-        or "failed to seek" in text
-        or "failed to read" in text
-        or "unexpectedly reached end of file" in text
-    ):
+    if "data is not within the file bounds" in text or "unexpectedly reached end of file" in text:
         return (
-            f"{name} is incomplete or truncated. Delete it and download it again "
-            "(downloads resume where they stopped)."
+            f"{name} is incomplete: the file ends before the model's data does. Delete it and "
+            "download it again (downloads resume where they stopped)."
+        )
+    if "failed to read header" in text or "failed to read" in text or "failed to seek" in text:
+        return (
+            f"{name} is damaged: llama.cpp could not read its GGUF header. Delete it and "
+            "download it again."
         )
     if _looks_oom(text):
         return (
