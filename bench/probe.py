@@ -72,7 +72,8 @@ def run() -> str:
     return "\n\n".join(
         [
             f"Pools on this machine: {', '.join(p.name for p in profile.pools)}; "
-            f"llama.cpp backend: {profile.backend}.",
+            f"llama.cpp backend: {profile.backend}. Load average during the run: "
+            f"{os.getloadavg()[0]:.1f} (wall times grow with it; CPU times much less).",
             "**Probe time** (median of 5, wall clock)\n\n"
             + table(("step", "ms", "× python start-up"), probe_rows),
             "**Sampler cost** (CPU time of this process per call, median of 5 × 2000 calls)\n\n"

@@ -16,7 +16,10 @@ it ships in ``llama_cpp/lib``.
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
+import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,20 +77,64 @@ def ggml_devices(lib: ctypes.CDLL) -> list[dict[str, Any]]:
     return out
 
 
+_LLAMA_NAMES = ("libllama.so", "libllama.dylib", "llama.dll", "libllama.dll")
+
+
+def _llama_lib_dir() -> Path | None:
+    """``llama_cpp/lib`` found without importing llama_cpp (which pulls in numpy, jinja2...)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "lib"
+
+
+def _direct_libllama(lib_dir: Path) -> ctypes.CDLL | None:
+    if sys.platform == "win32" and lib_dir.is_dir():
+        os.add_dll_directory(str(lib_dir))
+    for name in _LLAMA_NAMES:
+        if (lib_dir / name).exists():
+            return ctypes.CDLL(str(lib_dir / name))
+    return None
+
+
 def query() -> dict[str, Any]:
-    """The reading this child prints (errors as ``{"error": ...}``)."""
+    """The reading this child prints (errors as ``{"error": ...}``).
+
+    libllama is loaded directly with ctypes (fast: no numpy import); if that fails (e.g. a
+    Windows CUDA build whose DLL folders only llama-cpp-python knows), llama_cpp is imported.
+    """
     try:
-        import llama_cpp
-    except Exception as exc:  # ImportError, or OSError when the shared library won't load
-        return {"error": f"llama-cpp-python cannot be imported ({exc}); reinstall it"}
+        version: str | None = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    lib_dir = _llama_lib_dir()
+    llama: Any = None
+    if lib_dir is not None:
+        try:
+            llama = _direct_libllama(lib_dir)
+        except OSError:
+            llama = None
+    if llama is not None:
+        llama.llama_supports_gpu_offload.restype = ctypes.c_bool
+        llama.llama_supports_gpu_offload.argtypes = []
+        llama.llama_print_system_info.restype = ctypes.c_char_p
+        llama.llama_print_system_info.argtypes = []
+    else:
+        try:
+            import llama_cpp
+        except Exception as exc:  # ImportError, or OSError when the library won't load
+            return {"error": f"llama-cpp-python cannot be loaded ({exc}); reinstall it"}
+        llama = llama_cpp
+        lib_dir = Path(llama_cpp.__file__).parent / "lib"
     out: dict[str, Any] = {
-        "llama_cpp_version": getattr(llama_cpp, "__version__", None),
-        "supports_gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-        "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+        "llama_cpp_version": version,
+        "supports_gpu_offload": bool(llama.llama_supports_gpu_offload()),
+        "system_info": (llama.llama_print_system_info() or b"").decode(errors="replace").strip(),
     }
     try:
-        lib = _load_ggml(Path(llama_cpp.__file__).parent / "lib")
-        out["devices"] = ggml_devices(lib)
+        if lib_dir is None:
+            raise OSError("llama_cpp/lib was not found")
+        out["devices"] = ggml_devices(_load_ggml(lib_dir))
     except (OSError, AttributeError, ImportError) as exc:
         out["devices_error"] = f"the ggml device list is not available ({exc})"
     return out
