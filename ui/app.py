@@ -23,7 +23,6 @@ from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from launcher.chats import ChatStore
 from launcher.paths import AppPaths
 from launcher.settings import Settings, load_settings, save_settings
-from ui.compare_view import CompareView
 from ui.main_window import MainWindow
 from ui.models.chat_session import ChatSession
 from ui.models.library import DownloadModel, LocalModelModel
@@ -165,7 +164,7 @@ class AppContext(QObject):
         self.window.add_view("discover", "Discover", self.discover)
         self.window.add_view("library", "Library", self.library_view)
         self.window.add_view("chat", "Chat", self.chat)
-        self.window.add_view("compare", "Compare", CompareView(local_models=self.local_models))
+        self._add_compare_view()
         self.window.add_view("doctor", "Doctor & settings", self.doctor)
         self.window.resize(1280, 800)
         self._wire()
@@ -178,6 +177,17 @@ class AppContext(QObject):
             label = QLabel("Memory: probing…")
             return label, None
         return MemoryGaugeWidget(), None
+
+    def _add_compare_view(self) -> None:
+        try:
+            from ui.compare_view import CompareView
+        except ImportError:
+            return
+        self.compare = CompareView(local_models=self.local_models)
+        self.window.add_view("compare", "Compare", self.compare)
+
+    def gauge_snapshot(self) -> Any:
+        return getattr(self.gauge, "snapshot", None)
 
     def _make_host(self) -> ModelHost:
         if self._engine_factory is not None:
@@ -229,6 +239,7 @@ class AppContext(QObject):
         self.doctor.token_entered.connect(self._on_token_entered)
         self.session.model_loaded.connect(self._on_model_loaded)
         self.session.model_unloaded.connect(self._on_model_unloaded)
+        self.window.view_changed.connect(self._on_view_changed)
 
     # ------------------------------------------------------------------ start-up
     def start(self) -> None:
@@ -324,6 +335,10 @@ class AppContext(QObject):
             ),
             self.discover.set_busy,
         )
+
+    def _on_view_changed(self, key: str) -> None:
+        # The ghost answers "does it fit?" while choosing in Discover; elsewhere it would lie.
+        self._on_candidate_hovered(self.discover.selected() if key == "discover" else None)
 
     def _on_candidate_hovered(self, row: CandidateRow | None) -> None:
         set_ghost = getattr(self.gauge, "set_ghost", None)
@@ -497,10 +512,10 @@ class AppContext(QObject):
         if self._shut_down:
             return
         self._shut_down = True
+        self.window.view("compare").shutdown()  # type: ignore[attr-defined]
         if self._downloads_service is not None:
             self._downloads_service.shutdown()
         self.session.shutdown()
-        self.window.view("compare").shutdown()  # type: ignore[attr-defined]
         if self.sampler_worker is not None:
             self.sampler_worker.stop()  # also closes the sampler (NVML)
         self.network_tasks.shutdown()

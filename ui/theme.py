@@ -96,8 +96,11 @@ def fmt_tokens_per_s(value: float | None) -> str:
 
 
 STYLE_SHEET = """
-QListWidget#sidebar { border: none; font-size: 11pt; padding-top: 8px; }
+QListWidget#sidebar { border: none; font-size: 11pt; padding-top: 8px; outline: 0; }
 QListWidget#sidebar::item { padding: 8px 14px; border-radius: 6px; margin: 1px 6px; }
+QListWidget#sidebar::item:selected {
+    background: palette(highlight); color: palette(highlighted-text);
+}
 QLabel[role="title"] { font-size: 15pt; font-weight: 600; }
 QLabel[role="hint"] { color: palette(placeholder-text); }
 QLabel[role="badge"] { border-radius: 8px; padding: 1px 8px; font-weight: 600; }

@@ -12,7 +12,7 @@ from ui.models.rows import CheckRow
 
 Index = QModelIndex | QPersistentModelIndex
 HEADERS = ("", "Check", "Found", "Fix")
-_SYMBOLS = {"ok": "✔", "warn": "⚠", "fail": "✖", "info": "ℹ"}
+_SYMBOLS = {"ok": "✔", "warn": "⚠", "fail": "✖", "info": "○"}
 _COLOURS = {"ok": "#2da44e", "warn": "#bf8700", "fail": "#cf222e", "info": "#0969da"}
 
 

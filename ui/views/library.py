@@ -7,7 +7,7 @@ the ``LocalModelModel`` and ``DownloadModel`` it is given.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -84,7 +84,8 @@ class LibraryView(QWidget):
         top_layout.addWidget(self.folder_label)
         top_layout.addWidget(self.summary)
         top_layout.addWidget(self.table, 1)
-        top_layout.addWidget(self.empty_label)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        top_layout.addWidget(self.empty_label, 1)
         top_layout.addLayout(local_buttons)
 
         downloads_title = QLabel("Downloads")

@@ -58,7 +58,10 @@ class MarkdownRenderer:
 
     def render(self, text: str) -> str:
         self._md.reset()
-        return self._md.convert(text)
+        out = self._md.convert(text)
+        if "<table>" in out:  # Qt's rich text draws tables without borders unless asked
+            out = out.replace("<table>", "<table border='1' cellspacing='0' cellpadding='4'>")
+        return out
 
 
 def stable_boundary(text: str, start: int) -> int:
