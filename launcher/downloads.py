@@ -440,15 +440,22 @@ def _fetch(
                     try:
                         _write_all(fh, chunk)
                     except OSError as exc:
-                        if exc.errno == errno.ENOSPC:
-                            with contextlib.suppress(OSError):
-                                fh.truncate(done)
+                        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                            raise
+                        # Keep exactly the bytes that were hashed, so a resume stays exact.
+                        with contextlib.suppress(OSError):
+                            fh.truncate(done)
+                        kept = f"{done / 2**20:.0f} MB of {rf.size / 2**20:.0f} MB are kept"
+                        if exc.errno == errno.EFBIG:
                             raise NotEnoughDiskSpace(
-                                f"The disk filled up while downloading {rf.path}: "
-                                f"{done / 2**20:.0f} MB of {rf.size / 2**20:.0f} MB are kept. "
-                                "Free some space and run the download again to resume."
+                                f"The models folder's file system cannot hold a file as big as "
+                                f"{rf.path} ({kept}); FAT32 drives stop at 4 GB. Choose a "
+                                "models folder on another drive in Settings."
                             ) from None
-                        raise
+                        raise NotEnoughDiskSpace(
+                            f"The disk filled up while downloading {rf.path}: {kept}. "
+                            "Free some space and run the download again to resume."
+                        ) from None
                     hasher.update(chunk)
                     done += len(chunk)
                     progressed = True

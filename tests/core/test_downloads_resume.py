@@ -110,3 +110,44 @@ def test_gemma_downloads_verifies_and_appears_in_the_library(
     verified = [e for e in again if isinstance(e, FileVerified)]
     assert verified and verified[0].already_present
     assert sum(hub.bytes_served.values()) == served
+
+
+FULL_DISK_CHILD = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
+from launcher.downloads import download_choice
+from launcher.errors import NotEnoughDiskSpace
+from launcher.hub import list_gguf_files
+from launcher.library import DiscoveryRoots, Library
+lib = Library(roots=DiscoveryRoots())
+choice = list_gguf_files(sys.argv[1]).choose(filename=sys.argv[2])
+try:
+    for _ in download_choice(choice, lib, disk_margin=0):
+        pass
+except NotEnoughDiskSpace as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def test_a_write_limit_mid_download_keeps_exactly_the_hashed_prefix(
+    hub: LoopbackHub, app_home: Path
+) -> None:
+    data = random.Random(9).randbytes(2 * 2**20)
+    repo, name = "me/full-GGUF", "full-Q4_K_M.gguf"
+    hub.add_repo(repo, {name: data})
+    limit = 700_000  # like a FAT32 drive: the child may not write files past this size
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-c", FULL_DISK_CHILD, repo, name, str(limit)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 3, out.stderr
+    assert "are kept" in out.stdout and "Settings" in out.stdout
+    lib = Library(roots=DiscoveryRoots())
+    part, _ = part_paths(lib.local_path(repo, name))
+    kept = part.stat().st_size
+    assert 0 < kept <= limit
+    assert part.read_bytes() == data[:kept]  # exactly the prefix: a resume stays exact
+    events = list(download_choice(list_gguf_files(repo).choose(), lib, disk_margin=0))
+    assert isinstance(events[-1], DownloadFinished)
+    assert _sha(events[-1].paths[0]) == hashlib.sha256(data).hexdigest()
