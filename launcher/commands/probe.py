@@ -2,7 +2,7 @@
 
 The JSON is ``MachineProfile.to_json()``: save it to a file and pass it to any command with
 ``--machine FILE``. ``--replay`` reads recorded readings (``python -m
-launcher.hardware.adapters`` writes them) instead of this machine.
+launcher.hardware.record`` writes them) instead of this machine.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ backend in a child process, per-process memory) and returns plain JSON-able read
 raises :class:`AdapterError` with a reason a user can read. The probe logic in
 ``launcher.hardware.probe`` only sees readings, so tests replay readings recorded on other
 machines (:class:`ReplayAdapters`, files in ``tests/core/data/hardware/``) and
-``python -m launcher.hardware.adapters`` records this machine's readings in that format.
+``python -m launcher.hardware.record`` records this machine's readings in that format.
 """
 
 from __future__ import annotations
@@ -78,19 +78,19 @@ def normalize_arch(name: str) -> str:
     return _ARCH_ALIASES.get(name.strip().lower(), name.strip().lower() or "unknown")
 
 
-def _windows_native_arch() -> tuple[str | None, str | None]:
-    """(native arch, process arch) from IsWow64Process2, or (None, None) when unavailable.
+def _is_wow64_process2() -> tuple[int, int] | None:
+    """Raw (process machine, native machine) codes from IsWow64Process2, or None.
 
     ``platform.machine()`` and ``PROCESSOR_ARCHITEW6432`` cannot see x64 emulation on Arm
     (it is not WOW64), so the Win32 call is the only reliable test.
     """
     if sys.platform != "win32":
-        return None, None
+        return None
     try:
         k32 = ctypes.WinDLL("kernel32", use_last_error=True)
         fn = k32.IsWow64Process2
     except (OSError, AttributeError):  # Windows older than 10 1709
-        return None, None
+        return None
     fn.argtypes = [
         ctypes.c_void_p,
         ctypes.POINTER(ctypes.c_ushort),
@@ -100,12 +100,35 @@ def _windows_native_arch() -> tuple[str | None, str | None]:
     k32.GetCurrentProcess.restype = ctypes.c_void_p
     proc, native = ctypes.c_ushort(0), ctypes.c_ushort(0)
     if not fn(k32.GetCurrentProcess(), ctypes.byref(proc), ctypes.byref(native)):
-        return None, None
-    native_arch = _IMAGE_MACHINES.get(native.value)
-    # proc == 0 (IMAGE_FILE_MACHINE_UNKNOWN) means "not WOW64": the process runs either
-    # natively or, on Arm, as emulated x64; platform.machine() then names the process arch.
-    process_arch = _IMAGE_MACHINES.get(proc.value) or normalize_arch(platform.machine())
-    return native_arch, process_arch
+        return None
+    return int(proc.value), int(native.value)
+
+
+def decide_arch(
+    system: str,
+    machine: str,
+    wow64: tuple[int, int] | None = None,
+    proc_translated: int | None = None,
+) -> tuple[str, str, str | None]:
+    """(native arch, process arch, emulation) from what the OS reports.
+
+    ``machine`` is ``platform.machine()`` (the process's view). On Windows ``wow64`` is the
+    IsWow64Process2 pair: its process code is 0 (IMAGE_FILE_MACHINE_UNKNOWN) both for a
+    native process and for x64 emulated on Arm, which is not WOW64, so ``machine`` names the
+    process arch then. On macOS ``proc_translated == 1`` means Rosetta.
+    """
+    process_arch = normalize_arch(machine)
+    native_arch = process_arch
+    emulation = None
+    if system == "Windows" and wow64 is not None:
+        proc_code, native_code = wow64
+        native_arch = _IMAGE_MACHINES.get(native_code, native_arch)
+        process_arch = _IMAGE_MACHINES.get(proc_code) or process_arch
+        if native_arch == "arm64" and process_arch in ("x86_64", "x86"):
+            emulation = "prism"
+    elif system == "Darwin" and proc_translated == 1:
+        native_arch, emulation = "arm64", "rosetta"
+    return native_arch, process_arch, emulation
 
 
 def _sysctl(name: str) -> bytes | None:
@@ -198,19 +221,12 @@ class SystemSource:
 
     def read(self) -> dict[str, Any]:
         system = platform.system()
-        process_arch = normalize_arch(platform.machine())
-        native_arch = process_arch
-        emulation = None
-        if system == "Windows":
-            native, proc = _windows_native_arch()
-            if proc:
-                process_arch = proc
-            if native:
-                native_arch = native
-            if native_arch == "arm64" and process_arch in ("x86_64", "x86"):
-                emulation = "prism"
-        elif system == "Darwin" and _sysctl_int("sysctl.proc_translated") == 1:
-            native_arch, emulation = "arm64", "rosetta"
+        native_arch, process_arch, emulation = decide_arch(
+            system,
+            platform.machine(),
+            wow64=_is_wow64_process2() if system == "Windows" else None,
+            proc_translated=_sysctl_int("sysctl.proc_translated") if system == "Darwin" else None,
+        )
         if system == "Darwin":
             os_version = platform.mac_ver()[0]
         elif system == "Windows":
@@ -579,7 +595,3 @@ def record(adapters: Adapters | None = None) -> dict[str, Any]:
         if own:
             ad.close()
     return out
-
-
-if __name__ == "__main__":  # python -m launcher.hardware.adapters > machine.json
-    print(json.dumps(record(), indent=2))

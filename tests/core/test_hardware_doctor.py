@@ -79,6 +79,17 @@ def test_probe_command_json_is_the_machine_format(capsys: pytest.CaptureFixture[
     assert [p.kind for p in profile.pools] == ["unified"] and profile.backend == "cuda"
 
 
+def test_a_saved_probe_is_accepted_as_a_machine_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from launcher.machines import resolve_machine
+
+    assert main(["probe", "--json", "--replay", str(DATA / "rtx_spark_n1x.json")]) == 0
+    saved = tmp_path / "n1x.json"
+    saved.write_text(capsys.readouterr().out)
+    assert resolve_machine(str(saved)) == replayed("rtx_spark_n1x")
+
+
 def test_probe_command_text_names_the_pools(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["probe", "--replay", str(DATA / "rtx4090_desktop.json")]) == 0
     out = capsys.readouterr().out

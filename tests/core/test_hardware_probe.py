@@ -193,3 +193,41 @@ def test_backend_query_also_runs_as_a_spawned_child_as_in_the_frozen_app() -> No
     data = json.loads(out.stdout)
     assert data["supports_gpu_offload"] is False
     assert [d["type"] for d in data["devices"]] == ["cpu"]
+
+
+@pytest.mark.parametrize(
+    ("system", "machine", "wow64", "translated", "expected"),
+    [
+        # x64 Python on a Windows on Arm PC: not WOW64, so IsWow64Process2 says "unknown"
+        # for the process and ARM64 for the machine.
+        ("Windows", "AMD64", (0x0000, 0xAA64), None, ("arm64", "x86_64", "prism")),
+        ("Windows", "ARM64", (0x0000, 0xAA64), None, ("arm64", "arm64", None)),
+        ("Windows", "x86", (0x014C, 0xAA64), None, ("arm64", "x86", "prism")),  # 32-bit
+        ("Windows", "AMD64", (0x0000, 0x8664), None, ("x86_64", "x86_64", None)),
+        ("Windows", "AMD64", None, None, ("x86_64", "x86_64", None)),  # call unavailable
+        ("Darwin", "x86_64", None, 1, ("arm64", "x86_64", "rosetta")),
+        ("Darwin", "arm64", None, 0, ("arm64", "arm64", None)),
+        ("Linux", "aarch64", None, None, ("arm64", "arm64", None)),
+    ],
+)
+def test_emulation_is_detected_from_what_the_os_reports(
+    system: str,
+    machine: str,
+    wow64: tuple[int, int] | None,
+    translated: int | None,
+    expected: tuple[str, str, str | None],
+) -> None:
+    from launcher.hardware.adapters import decide_arch
+
+    assert decide_arch(system, machine, wow64, translated) == expected
+
+
+def test_arm_cpus_are_named_from_proc_cpuinfo_part_numbers() -> None:
+    from launcher.hardware.adapters import _arm_core_names
+
+    cpuinfo = "".join(
+        f"processor\t: {i}\nCPU implementer\t: 0x41\nCPU part\t: {part}\n\n"
+        for i, part in enumerate(["0xd85", "0xd85", "0xd87", "0xfff"])
+    )
+    assert _arm_core_names(cpuinfo) == "Cortex-X925 + Cortex-A725 + Arm core 0xfff"
+    assert _arm_core_names("model name : whatever") is None
