@@ -196,6 +196,8 @@ class ResidencyPlan:
 
 def _gb(n: int) -> str:
     v = n / GB
+    if v < 1:
+        return f"{v:.2f}"
     return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 

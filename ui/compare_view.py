@@ -63,7 +63,7 @@ SUMMARY_HEADERS = (
     "Decode tok/s (est.)",
     "Prefill tok/s",
     "TTFT s",
-    "Peak memory",
+    "Peak mem",
     "Accuracy",
     "Votes won",
     "Errors",
@@ -204,36 +204,40 @@ class CompareView(QWidget):
         self.summary_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.summary_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
+        self.summary_table.setWordWrap(False)
+        self.summary_table.setAlternatingRowColors(True)
         self.chart = QualitySpeedChart()
+        self.chart.setMaximumWidth(400)
         self.export_buttons = {
-            "md": QPushButton("Export Markdown…"),
-            "csv": QPushButton("Export CSV…"),
-            "json": QPushButton("Export JSON…"),
+            "md": QPushButton("Markdown…"),
+            "csv": QPushButton("CSV…"),
+            "json": QPushButton("JSON…"),
         }
         self.saved_label = QLabel("")
         self.saved_label.setProperty("role", "hint")
-        self.saved_label.setWordWrap(True)
-        export_col = QVBoxLayout()
+        export_row = QHBoxLayout()
+        export_row.addWidget(QLabel("Export:"))
         for fmt, button in self.export_buttons.items():
             button.setEnabled(False)
             button.clicked.connect(lambda _=False, f=fmt: self._export_dialog(f))
-            export_col.addWidget(button)
-        export_col.addWidget(self.saved_label)
-        export_col.addStretch(1)
+            export_row.addWidget(button)
+        export_row.addWidget(self.saved_label, 1)
         bottom = QWidget()
-        bottom_layout = QHBoxLayout(bottom)
+        bottom_layout = QGridLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
-        bottom_layout.addWidget(self.summary_table, 3)
-        bottom_layout.addWidget(self.chart, 2)
-        bottom_layout.addLayout(export_col)
+        bottom_layout.addWidget(self.summary_table, 0, 0)
+        bottom_layout.addWidget(self.chart, 0, 1, 2, 1)
+        bottom_layout.addLayout(export_row, 1, 0)
+        bottom_layout.setColumnStretch(0, 3)
+        bottom_layout.setColumnStretch(1, 1)
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(middle)
         split.addWidget(bottom)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
-        split.setSizes([420, 170])
+        split.setSizes([400, 200])
 
         layout = QVBoxLayout(self)
         layout.addWidget(title)
@@ -246,6 +250,7 @@ class CompareView(QWidget):
         self.run_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.runner.stop)
         self.at_once_box.toggled.connect(self.caveat_label.setVisible)
+        self.suite_picker.currentIndexChanged.connect(self._on_suite_changed)
         self.prompt_picker.activated.connect(self._on_prompt_picked)
         self.prompt_picker.currentIndexChanged.connect(self._on_prompt_shown)
         self.runner.event_received.connect(self._on_event)
@@ -256,6 +261,13 @@ class CompareView(QWidget):
             local_models.modelReset.connect(self._refresh_choices)
             self._refresh_choices()
         self._render_panes()
+
+    def _on_suite_changed(self, _index: int) -> None:
+        single = self.suite_picker.currentData() is None
+        self.prompt_edit.setEnabled(single)
+        self.prompt_edit.setPlaceholderText(
+            "One prompt for both models…" if single else "The suite's prompts are used."
+        )
 
     # ------------------------------------------------------------------ models
     def _model_picker(self) -> QComboBox:
@@ -350,6 +362,54 @@ class CompareView(QWidget):
     def stop(self) -> None:
         self.runner.stop()
 
+    def show_result(self, result: ComparisonResult, saved_path: Path | None = None) -> None:
+        """Show a finished (e.g. saved) comparison: replies, decision, summary, votes."""
+        if self.runner.running:
+            return
+        self.result = result
+        self.saved_path = saved_path
+        self.texts.clear()
+        self.model_status.clear()
+        if len(result.models) >= 2:
+            self.set_models(result.models[0].label, result.models[1].label)
+        self._set_residency_text(
+            str(result.residency.get("mode", "")),
+            str(result.residency.get("reason", "")),
+            result.residency.get("warning"),
+            len(result.models),
+        )
+        if result.residency.get("ctx"):
+            self.ctx_spin.setValue(int(result.residency["ctx"]))
+        if result.sampling.get("max_tokens"):
+            self.max_tokens_spin.setValue(int(result.sampling["max_tokens"]))
+        idx = self.suite_picker.findData(result.suite) if result.suite else 0
+        self.suite_picker.setCurrentIndex(max(idx, 0))
+        self.blind_box.setChecked(result.blind)
+        self.at_once_box.setChecked(result.concurrent)
+        self.prompt_picker.blockSignals(True)
+        self.prompt_picker.clear()
+        for p in result.prompts:
+            self.prompt_picker.addItem(p["id"], p["id"])
+        self.prompt_picker.blockSignals(False)
+        self.prompt_picker.setCurrentIndex(0)
+        self.saved_label.setText(f"Saved to {saved_path}" if saved_path else "")
+        for button in self.export_buttons.values():
+            button.setEnabled(True)
+        self._render_panes()
+        self._render_summary()
+
+    def _set_residency_text(
+        self, mode: str, reason: str, warning: str | None, n_models: int
+    ) -> None:
+        title = {"resident": "Both stay loaded", "sequential": "One after another"}.get(mode, mode)
+        if n_models > 2:
+            title = title.replace("Both", "All")
+        text = f"<b>{title}</b>: {reason}"
+        if warning:
+            text += f"<br><b>Warning:</b> {warning}"
+        self.residency_label.setStyleSheet("")
+        self.residency_label.setText(text)
+
     def shutdown(self) -> None:
         """Stop any comparison and end the worker thread (the app calls this on close)."""
         self.runner.shutdown()
@@ -363,16 +423,7 @@ class CompareView(QWidget):
         if isinstance(ev, Planned):
             self.result = ev.result
             plan = ev.residency
-            mode = {
-                "resident": "Both stay loaded",
-                "sequential": "One after another",
-            }.get(plan.mode, plan.mode)
-            if len(ev.labels) > 2:
-                mode = mode.replace("Both", "All")
-            text = f"<b>{mode}</b>: {plan.reason}"
-            if plan.warning:
-                text += f"<br><b>Warning:</b> {plan.warning}"
-            self.residency_label.setText(text)
+            self._set_residency_text(plan.mode, plan.reason, plan.warning, len(ev.labels))
             self.prompt_picker.blockSignals(True)
             self.prompt_picker.clear()
             for p in ev.result.prompts:

@@ -93,6 +93,7 @@ class QualitySpeedChart(QWidget):
         bold = QFont(small)
         bold.setBold(True)
         p.setFont(bold)
+        placed: list[QRectF] = []
         for i, pt in enumerate(self.points):
             colour = QColor(colours[i % len(colours)])
             x = rect.left() + rect.width() * min(pt.tokens_per_s / top, 1.0)
@@ -100,13 +101,23 @@ class QualitySpeedChart(QWidget):
             p.setPen(QPen(colour.darker(130), 1.5))
             p.setBrush(colour)
             p.drawEllipse(QPointF(x, y), 6, 6)
-            p.setPen(text)
-            label = f"{pt.label} ({pt.quality * 100:.0f}%, {pt.tokens_per_s:.0f} tok/s)"
-            width = p.fontMetrics().horizontalAdvance(label) + 4
-            lx = x + 9 if x + 9 + width < rect.right() else x - 9 - width
-            ly = min(max(y - 8, rect.top()), rect.bottom() - 16)
-            p.drawText(QRectF(lx, ly, width, 16), Qt.AlignmentFlag.AlignVCenter, label)
+            label = f"{pt.label} ({pt.quality * 100:.0f}%, {pt.tokens_per_s:.1f} tok/s)"
+            box = self._label_box(p.fontMetrics().horizontalAdvance(label) + 4, x, y, rect, placed)
+            placed.append(box)
+            p.setPen(colour.darker(115) if not is_dark(self.palette()) else colour)
+            p.drawText(box, Qt.AlignmentFlag.AlignVCenter, label)
         p.end()
+
+    @staticmethod
+    def _label_box(width: float, x: float, y: float, area: QRectF, placed: list[QRectF]) -> QRectF:
+        """A spot for a dot's label inside the plot that overlaps no label placed before."""
+        left = x + 9 if x + 9 + width < area.right() else max(area.left() + 2, x - 9 - width)
+        for dy in (-8, -26, 10, -44, 28, -62, 46):
+            top = min(max(y + dy, area.top() + 1), area.bottom() - 17)
+            box = QRectF(left, top, width, 16)
+            if not any(box.intersects(other) for other in placed):
+                return box
+        return QRectF(left, min(max(y - 8, area.top()), area.bottom() - 16), width, 16)
 
     def _x_max(self) -> float:
         """A round axis maximum above the fastest model."""
