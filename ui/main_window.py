@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QPaintEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -30,6 +30,7 @@ class MainWindow(QMainWindow):
     """Top-level window titled "Spark Launcher"."""
 
     view_changed = Signal(str)  # key of the view now shown
+    first_painted = Signal()  # once: the app starts its background work after this
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class MainWindow(QMainWindow):
         self.setStyleSheet(STYLE_SHEET)
         self._on_close = on_close
         self._keys: list[str] = []
+        self._painted = False
 
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
@@ -65,12 +67,25 @@ class MainWindow(QMainWindow):
         row.addWidget(self.sidebar)
         row.addWidget(right, 1)
         outer.addLayout(row, 1)
-        gauge_box = QHBoxLayout()
-        gauge_box.setContentsMargins(10, 0, 10, 0)
-        gauge_box.addWidget(self.gauge)
-        outer.addLayout(gauge_box)
+        self._gauge_box = QHBoxLayout()
+        self._gauge_box.setContentsMargins(10, 0, 10, 0)
+        self._gauge_box.addWidget(self.gauge)
+        outer.addLayout(self._gauge_box)
         self.setCentralWidget(central)
         self.sidebar.currentRowChanged.connect(self._on_row_changed)
+
+    def set_gauge(self, gauge: QWidget) -> None:
+        """Replace the gauge (the app puts the live one in once the window has painted)."""
+        old, self.gauge = self.gauge, gauge
+        gauge.setObjectName("memory_gauge")
+        self._gauge_box.replaceWidget(old, gauge)
+        old.deleteLater()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            self.first_painted.emit()
 
     def add_view(self, key: str, title: str, widget: QWidget) -> None:
         """Add a view under ``title`` in the sidebar; the first one added is shown first."""

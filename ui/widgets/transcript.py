@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import markdown
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
@@ -51,12 +50,19 @@ def metrics_line(metrics: dict[str, Any] | None, incomplete: bool = False) -> st
 
 
 class MarkdownRenderer:
-    """A reusable ``markdown.Markdown`` (building one per call is the slow part)."""
+    """A reusable ``markdown.Markdown`` (building one per call is the slow part).
+
+    Built on first use: importing ``markdown`` and its extensions would delay the first paint.
+    """
 
     def __init__(self) -> None:
-        self._md = markdown.Markdown(extensions=_MD_EXTENSIONS)
+        self._md: Any = None
 
     def render(self, text: str) -> str:
+        if self._md is None:
+            import markdown
+
+            self._md = markdown.Markdown(extensions=_MD_EXTENSIONS)
         self._md.reset()
         out = self._md.convert(text)
         if "<table>" in out:  # Qt's rich text draws tables without borders unless asked
