@@ -118,6 +118,7 @@ class ModelSummary:
     quant: str = ""
     file_size: int = 0
     n_ff: int = 0
+    n_ff_exp: int = 0  # expert FFN width (MoE)
     sliding_window: int = 0
     swa_layers: list[bool] = field(default_factory=list)  # per layer: True = sliding window
     n_expert: int = 0
@@ -250,6 +251,7 @@ class ModelSummary:
             quant=quant,
             file_size=file_size,
             n_ff=_max_int(ak("feed_forward_length", 0)),
+            n_ff_exp=int(ak("expert_feed_forward_length", 0) or 0),
             sliding_window=swa_window if any(swa_layers) else 0,
             swa_layers=swa_layers,
             n_expert=n_expert,
@@ -562,11 +564,14 @@ def compute_bytes_estimate(
         attn += (3 * summary.n_embd + 2 * q_dim + 2 * kv_dim) * n_tokens * f32
     ff = summary.n_ff
     if summary.n_expert and summary.n_expert_used:
+        ff = summary.n_ff_exp or ff
         ffn = (2 * ff * summary.n_expert_used + summary.n_expert + 2 * summary.n_embd) * n_tokens
         ffn *= f32
     else:
         ffn = (2 * ff + 2 * summary.n_embd) * n_tokens * f32
-    layer_phase = max(attn, ffn)
+    # with flash attention the mask and attention rows are still live during the FFN;
+    # without it the KQ matrix is freed before the FFN runs
+    layer_phase = attn + ffn if flash_attn else max(attn, ffn)
     if where == "cpu_with_gpu":  # input embeddings on the host (get_rows) and small copies
         return 2 * summary.n_embd * n_tokens * f32
     if where == "gpu_partial":
