@@ -127,7 +127,10 @@ class EngineParams:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How tokens are chosen. ``temperature <= 0`` means greedy (deterministic)."""
+    """How tokens are chosen. ``temperature <= 0`` means greedy (deterministic).
+
+    ``cache_prompt=False`` evaluates the whole prompt again (benchmarks measure prefill).
+    """
 
     max_tokens: int = 512
     temperature: float = 0.8
@@ -138,6 +141,7 @@ class Sampling:
     repeat_last_n: int = 64
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    cache_prompt: bool = True  # reuse the KV of the prompt prefix shared with the last reply
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

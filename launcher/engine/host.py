@@ -20,6 +20,7 @@ import codecs
 import contextlib
 import ctypes
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -253,7 +254,7 @@ class _Host:
         mem = llama.llama_get_memory(self.ctx)
         # Reuse the KV of the common prefix with the previous request (follow-up turns).
         keep = 0
-        limit = min(len(self.cached), len(tokens) - 1)
+        limit = min(len(self.cached), len(tokens) - 1) if sampling.cache_prompt else 0
         while keep < limit and self.cached[keep] == tokens[keep]:
             keep += 1
         if keep > 0 and self.n_swa > 0:
@@ -480,6 +481,9 @@ def _split_stop(pending: str, stops: list[str]) -> tuple[str, str, bool]:
 
 def host_main(conn: Any, cancel: Any, log_path: str) -> None:
     """Entry point of the host process (``multiprocessing`` spawn target)."""
+    # Ctrl-C in a terminal reaches the whole process group: the app decides what it means
+    # (cancel a reply, quit), so the host ignores it. The app ends the host explicitly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

@@ -1,0 +1,203 @@
+"""``spark-launcher chat MODEL [--ctx N] [--system S]``: an interactive chat in the terminal.
+
+The model runs in its own host process (``launcher.engine``). After each reply a metrics line
+shows time to first token, prefill and decode speed, tokens and why the reply stopped. Ctrl-C
+stops a reply (the model stays loaded); a second Ctrl-C, or Ctrl-C / Ctrl-D at the prompt,
+quits. ``--json`` prints one JSON object per reply instead of streaming text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from launcher.engine import (
+    EngineClient,
+    EngineParams,
+    HostCrashed,
+    LoadProgress,
+    ReplyFinished,
+    ReplyMetrics,
+    Sampling,
+    Token,
+)
+from launcher.errors import ModelLoadError
+from launcher.paths import AppPaths
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``chat`` and ``bench``: how the model is loaded."""
+    p.add_argument(
+        "model", metavar="MODEL", help="path to a .gguf file (or a file name in the models folder)"
+    )
+    p.add_argument("--ctx", type=int, default=4096, help="context size in tokens (default 4096)")
+    p.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=0,
+        help="layers to offload to the GPU (-1: all; default 0)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: physical cores)"
+    )
+    p.add_argument(
+        "--kv-type", default="f16", help="KV cache type: f16, q8_0, q4_0, ... (default f16)"
+    )
+    p.add_argument(
+        "--flash-attn", choices=("auto", "on", "off"), default="auto", help="flash attention"
+    )
+
+
+def params_from_args(args: argparse.Namespace) -> EngineParams:
+    fa = {"auto": None, "on": True, "off": False}[args.flash_attn]
+    try:
+        params = EngineParams(
+            n_ctx=args.ctx,
+            n_gpu_layers=args.gpu_layers,
+            n_threads=args.threads,
+            type_k=args.kv_type.lower(),
+            type_v=args.kv_type.lower(),
+            flash_attn=fa,
+        )
+        params.validate()
+    except ValueError as exc:
+        raise ModelLoadError(f"Invalid load settings: {exc}") from exc
+    return params
+
+
+def resolve_model(name: str) -> Path:
+    """A path as given, or a file of that name in the app's models folder."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    candidate = AppPaths.default().models_dir / name
+    if candidate.is_file():
+        return candidate
+    raise ModelLoadError(
+        f"There is no model file at {name}. Give the path of a .gguf file "
+        "(`spark-launcher models` lists the models on this machine)."
+    )
+
+
+def progress_printer(enabled: bool) -> Any:
+    def show(p: LoadProgress) -> None:
+        if enabled:
+            print(f"\rloading {p.fraction * 100:5.1f}%", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def metrics_line(m: ReplyMetrics) -> str:
+    """One line of numbers a user can read after a reply."""
+    return (
+        f"[{m.generated_tokens} tokens · {m.decode_tokens_per_s:.1f} tok/s · "
+        f"TTFT {m.ttft_s:.2f} s · prompt {m.prompt_tokens} tok at "
+        f"{m.prefill_tokens_per_s:.0f} tok/s · stop: {m.stop_reason} · {m.template}]"
+    )
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("chat", help="chat with a model in the terminal", description=__doc__)
+    add_engine_args(p)
+    p.add_argument("--system", default=None, help="a system prompt")
+    p.add_argument("--max-tokens", type=int, default=1024, help="longest reply (default 1024)")
+    p.add_argument("--temperature", type=float, default=0.7, help="0 for greedy (default 0.7)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per reply")
+    p.set_defaults(func=handler)
+
+
+class _Interrupts:
+    """SIGINT while a reply streams: the first cancels it, a second one quits."""
+
+    def __init__(self, client: EngineClient) -> None:
+        self.client = client
+        self.replying = False
+        self.cancelled = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.replying and not self.cancelled:
+            self.cancelled = True
+            self.client.cancel()
+            return
+        raise KeyboardInterrupt
+
+
+def _reply(
+    client: EngineClient, history: list[dict[str, str]], sampling: Sampling, as_json: bool
+) -> Iterator[str]:
+    """Stream one reply; yields text pieces; returns after printing the metrics."""
+    for ev in client.chat(history, sampling):
+        if isinstance(ev, Token):
+            yield ev.text
+        elif isinstance(ev, ReplyFinished):
+            if ev.text:
+                history.append({"role": "assistant", "content": ev.text})
+            if as_json:
+                print(
+                    json.dumps({"text": ev.text, "metrics": dataclasses.asdict(ev.metrics)}),
+                    flush=True,
+                )
+            else:
+                print(f"\n{metrics_line(ev.metrics)}", file=sys.stderr, flush=True)
+        elif isinstance(ev, HostCrashed):
+            print(
+                f"\nThe model stopped unexpectedly: {ev.likely_cause}\n"
+                + "\n".join(f"  {line}" for line in ev.last_log_lines[-5:]),
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def handler(args: argparse.Namespace) -> int:
+    path = resolve_model(args.model)
+    params = params_from_args(args)
+    sampling = Sampling(max_tokens=args.max_tokens, temperature=args.temperature)
+    interactive = sys.stdin.isatty()
+    with EngineClient() as client:
+        loaded = client.load(path, params, on_progress=progress_printer(interactive))
+        if interactive:
+            print("\r", end="", file=sys.stderr)
+        print(
+            f"{path.name}: loaded in {loaded.load_s:.1f} s, {loaded.rss_bytes / 2**20:.0f} MiB "
+            f"resident, context {loaded.n_ctx} tokens"
+            + ("" if loaded.chat_template else " (no chat template: plain completion)")
+            + ". Ctrl-C stops a reply; Ctrl-C twice or Ctrl-D quits.",
+            file=sys.stderr,
+            flush=True,
+        )
+        history: list[dict[str, str]] = []
+        if args.system:
+            history.append({"role": "system", "content": args.system})
+        interrupts = _Interrupts(client)
+        previous = signal.signal(signal.SIGINT, interrupts)
+        try:
+            while True:
+                try:
+                    line = input("> " if interactive else "")
+                except (EOFError, KeyboardInterrupt):
+                    if interactive:
+                        print(file=sys.stderr)
+                    return 0
+                if not line.strip():
+                    continue
+                history.append({"role": "user", "content": line})
+                interrupts.replying, interrupts.cancelled = True, False
+                try:
+                    for piece in _reply(client, history, sampling, args.json):
+                        if not args.json:
+                            print(piece, end="", flush=True)
+                except KeyboardInterrupt:
+                    return 0
+                finally:
+                    interrupts.replying = False
+                if not client.is_loaded:  # the host crashed: load again to go on
+                    client.load(path, params)
+        finally:
+            signal.signal(signal.SIGINT, previous)
