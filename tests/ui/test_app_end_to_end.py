@@ -102,3 +102,33 @@ def test_download_chat_stop_unload_with_real_parts(qtbot, app_home, gemma_repo) 
     finally:
         window.close()
     assert ctx.session.host is None
+
+
+def test_a_killed_model_host_becomes_an_error_in_the_chat(qtbot, app_home, gemma_path) -> None:
+    """SIGKILL the real model host mid-reply: the chat shows why, nothing is lost."""
+    import os
+    import signal
+
+    ctx = AppContext(AppPaths.default(), profile=probe(), live_gauge=False)
+    qtbot.addWidget(ctx.window)
+    ctx.window.show()
+    try:
+        with qtbot.waitSignal(ctx.session.model_loaded, timeout=120000) as loaded:
+            ctx.open_chat(str(gemma_path))
+        pid = loaded.args[1].pid
+        chat = ctx.chat
+        qtbot.keyClicks(chat.input, "Write a very long story about a lighthouse keeper.")
+        with qtbot.waitSignal(ctx.session.reply_text_received, timeout=120000):
+            qtbot.keyClick(chat.input, Qt.Key.Key_Return)
+        with qtbot.waitSignal(ctx.session.model_unloaded, timeout=60000):
+            os.kill(pid, signal.SIGKILL)
+        text = chat.transcript.toPlainText()
+        assert "The model stopped unexpectedly" in text
+        assert "Your conversation is kept" in text
+        assert chat.load_button.text() == "Load"
+        saved = ctx.store.load(ctx.session.conversation.id)
+        assert [m.role for m in saved.messages] == ["user", "assistant", "error"]
+        assert saved.messages[0].content.startswith("Write a very long story")
+        assert saved.messages[1].incomplete
+    finally:
+        ctx.window.close()
