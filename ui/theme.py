@@ -15,6 +15,7 @@ VERDICT_LABELS = {
     "partial": "Partial",
     "cpu": "CPU only",
     "no_fit": "Won't fit",
+    "unknown": "Not planned",
 }
 _VERDICT_COLOURS_LIGHT = {
     "full_gpu": "#1a7f37",

@@ -184,6 +184,8 @@ class CandidateModel(QAbstractTableModel):
                 "calibrated": "Estimated, corrected by runs measured on this machine.",
                 "measured": "Measured on this machine.",
             }.get(row.basis, row.basis)
+        if col == Column.FIT and row.verdict == "unknown":
+            return "A Hub result: the fit is planned from the file's header once you pick it."
         if col == Column.FIT and row.verdict == "partial":
             return (
                 f"{row.gpu_layers} of {row.total_layers} layers on the GPU; the rest runs "

@@ -1,0 +1,51 @@
+"""First run, offline, nothing downloaded: recommendations still show, and the bundled
+Gemma 3 270M starter goes from one click to a loaded chat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from launcher.machines import load_reference
+from launcher.paths import AppPaths
+from tests.ui.ui_fakes import FakeEngine
+from ui.app import AppContext
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Hub address where nothing listens: any network use would fail.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_offline_first_run_recommends_and_the_starter_chats(qtbot, app_home, offline) -> None:
+    engine = FakeEngine()
+    ctx = AppContext(
+        AppPaths.default(),
+        profile=load_reference("laptop-16gb"),
+        engine_factory=lambda: engine,
+        live_gauge=False,
+    )
+    qtbot.addWidget(ctx.window)
+    ctx.window.show()
+    try:
+        ctx.start()
+        d = ctx.discover
+        qtbot.waitUntil(lambda: d.model.rowCount() > 0, timeout=20000)
+        assert "catalog models fit this machine" in d.status.text()
+        assert d.starter_box.isVisible()
+        with qtbot.waitSignal(ctx.session.model_loaded, timeout=120000) as loaded:
+            qtbot.mouseClick(d.starter_button, Qt.MouseButton.LeftButton)
+        path = Path(loaded.args[0])
+        assert path.parent == AppPaths.default().models_dir
+        assert path.stat().st_size > 200 * 2**20
+        assert ctx.window.current_view() == "chat"
+        assert ctx.chat.model_status.text() == f"{path.name} ready"
+        qtbot.waitUntil(lambda: ctx.local_models.rowCount() == 1, timeout=20000)
+        with qtbot.waitSignal(ctx.session.reply_ended, timeout=10000):
+            ctx.session.send("hello")
+    finally:
+        ctx.window.close()
