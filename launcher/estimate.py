@@ -652,8 +652,8 @@ def _place(
 def _fits(devices: dict[str, DeviceUse], b: _Budget) -> bool:
     cpu = devices["CPU"].total
     gpu = devices[b.gpu_name].total if b.gpu_name and b.gpu_name in devices else 0
-    if b.shared:
-        return cpu + gpu <= b.gpu_budget and cpu + gpu <= max(b.ram_budget, b.gpu_budget)
+    if b.shared:  # one physical memory: the GPU share is capped, and the sum must fit
+        return gpu <= b.gpu_budget and cpu + gpu <= b.ram_budget
     return gpu <= b.gpu_budget and cpu <= b.ram_budget
 
 
@@ -801,6 +801,8 @@ PREFILL_EFFICIENCY = 0.35
 CPU_FLOPS_PER_CORE = 50e9
 DEFAULT_RAM_BANDWIDTH_GBPS = 50.0
 DEFAULT_GPU_BANDWIDTH_GBPS = 300.0
+#: Host-to-GPU copies during prompt processing with partial offload (PCIe 4.0 x16, real).
+PCIE_BANDWIDTH_GBPS = 20.0
 #: Fixed per-token cost (kernel launches, sampling, Python) that caps small models.
 PER_TOKEN_OVERHEAD_S = 0.002
 #: Fixed cost per prompt token (graph scheduling, sampling set-up), caps tiny models.
@@ -875,11 +877,10 @@ def estimate_speed(
         flops = CPU_FLOPS_PER_CORE * max(1, machine.cpu_cores)
     prefill = 1.0 / (2 * active / (PREFILL_EFFICIENCY * flops) + PREFILL_OVERHEAD_S)
     if p.verdict == "partial":
-        gpu_share = gpu_bytes / max(1, gpu_bytes + cpu_bytes)
-        cpu_flops = CPU_FLOPS_PER_CORE * max(1, machine.cpu_cores)
+        # llama.cpp's op offload streams the CPU-resident weights to the GPU once per ubatch
+        # for prompt processing, so the prompt runs at GPU speed plus a PCIe transfer
         prefill = 1.0 / (
-            gpu_share / prefill
-            + (1 - gpu_share) * 2 * active / (PREFILL_EFFICIENCY * cpu_flops * 4)
+            1.0 / prefill + cpu_bytes / (PCIE_BANDWIDTH_GBPS * 1e9 * max(1, p.n_ubatch))
         )
     where = {"cpu": "CPU", "full_gpu": "GPU", "partial": "GPU+CPU", "no_fit": "-"}[p.verdict]
     assumed = (

@@ -59,12 +59,11 @@ def _check(s: ModelSummary, job: DryRunJob, r: DryRunResult, llama_weights: int 
 
 
 @pytest.fixture(scope="module")
-def big_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def big_runs() -> dict[str, Any]:
     """Each big shape built header-only, extended sparsely, and dry-run once for all JOBS."""
-    root = tmp_path_factory.mktemp("big")
     out = {}
     for name, preset in BIG.items():
-        path = gb.build_model(root / f"{name}.gguf", header_only=True, sparse=True, **preset)
+        path = gb.cached_model(header_only=True, sparse=True, **preset)
         summary = ModelSummary.from_header(read_model(path))
         out[name] = (summary, dry_run_many(path, JOBS))
     return out

@@ -344,3 +344,37 @@ def write_raw_gguf(
         out += b"".join(struct.pack("<Q", d) for d in shape)
         out += struct.pack("<IQ", ggml_type, offset)
     return bytes(out)
+
+
+# ----------------------------------------------------------------------------- cache
+
+_CACHE_DIR = Path(__file__).resolve().parent.parent.parent / ".cache" / "synthetic-gguf"
+#: Bump when the builder's output changes, so stale cached files are not reused.
+BUILDER_VERSION = 1
+
+
+def cached_model(**kwargs: Any) -> Path:
+    """``build_model(**kwargs)`` built once into ``.cache/synthetic-gguf`` and reused.
+
+    Big vocabularies make building a header take about a second; test modules sharing a
+    shape (and later runs) reuse the file. Written to a temporary name and renamed, so a
+    concurrent or interrupted build never leaves a half-written file behind.
+    """
+    import hashlib
+    import json
+
+    key = json.dumps({"v": BUILDER_VERSION, **kwargs}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    arch = kwargs.get("arch", "llama")
+    target = _CACHE_DIR / f"{arch}-{digest}.gguf"
+    if target.exists():
+        return target
+    _CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        build_model(tmp, **kwargs)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
