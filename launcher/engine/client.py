@@ -81,6 +81,7 @@ class EngineClient:
         self._unloading = False
         self._calibration = calibration
         self._machine_key = machine_key
+        self._plan: Any = None  # the MemoryPlan of the current load, when one was given
         self.loaded: Loaded | None = None
         self.last_crash: HostCrashed | None = None
 
@@ -179,6 +180,7 @@ class EngineClient:
                 params=engine_params,
                 system_info=msg["system_info"],
             )
+            self._plan = params if hasattr(params, "calibration_settings") else None
             self._record("loaded", self.loaded)
             return self.loaded
 
@@ -411,6 +413,6 @@ class EngineClient:
         try:
             from launcher.engine.calibrate import record
 
-            record(self._calibration, self._machine_key, self.loaded, what, result)
+            record(self._calibration, self._machine_key, self.loaded, what, result, self._plan)
         except Exception:  # calibration must never break a chat
             log.warning("could not record a measurement for calibration", exc_info=True)

@@ -1,0 +1,44 @@
+"""Measured loads and replies feed the calibration store, and estimates then use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from launcher.calibration import CalibrationStore, machine_key
+from launcher.engine import EngineClient, EngineParams, ReplyFinished, Sampling
+from launcher.engine.calibrate import model_key
+from launcher.estimate import ModelSummary, plan
+from launcher.gguf.reader import read_model
+from launcher.hardware import probe
+
+
+def test_a_planned_load_and_its_replies_make_the_estimate_measured(
+    gemma_path: Path, tmp_path: Path
+) -> None:
+    store = CalibrationStore(tmp_path / "calibration.json")
+    machine = probe()
+    summary = ModelSummary.from_header(read_model(gemma_path))
+    memory_plan = plan(summary, machine, ctx=1024, flash_attn=False)
+    assert memory_plan.speed.basis != "measured"
+    client = EngineClient(calibration=store)  # machine key: this machine, probed
+    try:
+        loaded = client.load(gemma_path, memory_plan)
+        assert loaded.params == EngineParams.from_plan(memory_plan).resolved()
+        done = None
+        for ev in client.complete("1, 2, 3, 4, 5,", Sampling(max_tokens=12, temperature=0)):
+            if isinstance(ev, ReplyFinished):
+                done = ev
+        assert done is not None and done.metrics.generated_tokens == 12
+    finally:
+        client.unload()
+    assert model_key(str(gemma_path)) == summary.key
+    runs = store.runs(machine_key(machine), summary.key)
+    assert any(r["measured"].get("kv_bytes", 0) > 0 for r in runs)  # the load
+    decode = [
+        r["measured"]["decode_tokens_per_s"] for r in runs if "decode_tokens_per_s" in r["measured"]
+    ]
+    assert decode == [done.metrics.decode_tokens_per_s]
+    # The estimator now quotes what was measured on this machine with these settings.
+    again = plan(summary, machine, ctx=1024, flash_attn=False, calibration=store)
+    assert again.speed.basis == "measured"
+    assert again.speed.decode_tokens_per_s == round(decode[0], 2)
