@@ -27,6 +27,7 @@ from ui.main_window import MainWindow
 from ui.models.chat_session import ChatSession
 from ui.models.library import DownloadModel, LocalModelModel
 from ui.models.rows import CandidateRow, DownloadRow, candidate_from, check_from, local_model_from
+from ui.theme import apply_theme
 from ui.views.chat import ChatView
 from ui.views.discover import DiscoverView
 from ui.views.doctor import DoctorView
@@ -125,8 +126,10 @@ class AppContext(QObject):
         engine_factory: Callable[[], Any] | None = None,
         profile: Any = None,
         live_gauge: bool = True,
+        app: QApplication | None = None,
     ) -> None:
         super().__init__()
+        self._app = app
         self.paths = paths.ensure()
         self.settings = settings if settings is not None else load_settings(paths)
         self.profile = profile
@@ -506,6 +509,8 @@ class AppContext(QObject):
 
     def _on_settings_saved(self, settings: Settings) -> None:
         self.settings = settings
+        if self._app is not None:
+            apply_theme(self._app, settings.theme)
         try:
             save_settings(self.paths, settings)
         except OSError as exc:
@@ -547,7 +552,9 @@ def run_app(argv: Sequence[str] = ()) -> int:
     app.setApplicationName("Spark Launcher")
     app.setDesktopFileName("spark-launcher")
     paths = AppPaths.default()
-    context = AppContext(paths)
+    settings = load_settings(paths)
+    apply_theme(app, settings.theme)
+    context = AppContext(paths, settings, app=app)
     # Start the background work once the window has painted: the user sees the window at
     # once, and the probe and the catalog ranking fill it in.
     context.window.first_painted.connect(

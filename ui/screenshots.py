@@ -3,7 +3,8 @@
 Runs the real app (offscreen when ``QT_QPA_PLATFORM=offscreen``) in a throwaway home folder
 with this machine's real probe, the offline catalog, a live memory gauge, and one sample
 conversation, then grabs the window once per view: ``discover.png``, ``library.png``,
-``chat.png``, ``doctor.png`` (the Compare view renders its own screenshots).
+``chat.png``, ``doctor.png``, plus ``discover-dark.png`` and ``chat-dark.png`` in the dark
+theme (the Compare view renders its own screenshots).
 Used by ``make screenshots``; the README shows the results.
 """
 
@@ -96,6 +97,16 @@ def main(argv: list[str]) -> int:
             window.show_view(key)
             _wait(app, 150)  # type: ignore[arg-type]
             path = out / f"{key}.png"
+            window.grab().save(str(path))
+            written.append(path)
+        # The same window in the dark theme, as a user with a dark desktop sees it.
+        from ui.theme import apply_theme
+
+        apply_theme(app, "dark")  # type: ignore[arg-type]
+        for key in ("discover", "chat"):
+            window.show_view(key)
+            _wait(app, 150)  # type: ignore[arg-type]
+            path = out / f"{key}-dark.png"
             window.grab().save(str(path))
             written.append(path)
         window.close()

@@ -7,6 +7,7 @@ plus the number formatting every view uses (the core reports raw numbers, the UI
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 
 # Fit verdicts from the planner, as the badge shows them.
@@ -29,6 +30,55 @@ _VERDICT_COLOURS_DARK = {
     "cpu": "#58a6ff",
     "no_fit": "#f85149",
 }
+
+
+def dark_palette() -> QPalette:
+    """A dark palette for the Fusion style (used when the user picks "dark")."""
+    p = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#202124",
+        QPalette.ColorRole.WindowText: "#e8eaed",
+        QPalette.ColorRole.Base: "#17181a",
+        QPalette.ColorRole.AlternateBase: "#25272a",
+        QPalette.ColorRole.ToolTipBase: "#303134",
+        QPalette.ColorRole.ToolTipText: "#e8eaed",
+        QPalette.ColorRole.PlaceholderText: "#9aa0a6",
+        QPalette.ColorRole.Text: "#e8eaed",
+        QPalette.ColorRole.Button: "#2d2e31",
+        QPalette.ColorRole.ButtonText: "#e8eaed",
+        QPalette.ColorRole.BrightText: "#ff6b6b",
+        QPalette.ColorRole.Highlight: "#3b82f6",
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.Link: "#8ab4f8",
+    }
+    for role, colour in roles.items():
+        p.setColor(role, QColor(colour))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b6f75"))
+    return p
+
+
+def apply_theme(app: QGuiApplication, theme: str) -> None:
+    """ "system" follows the platform's light/dark setting (Qt does, live); "light" and
+    "dark" force one. Forcing uses the Fusion style so the palette applies everywhere."""
+    hints = app.styleHints()
+    if theme == "dark":
+        hints.setColorScheme(Qt.ColorScheme.Dark)
+        app.setStyle("Fusion")  # type: ignore[attr-defined]
+        app.setPalette(dark_palette())
+    elif theme == "light":
+        hints.setColorScheme(Qt.ColorScheme.Light)
+        app.setStyle("Fusion")  # type: ignore[attr-defined]
+        app.setPalette(app.style().standardPalette())  # type: ignore[attr-defined]
+    else:
+        hints.unsetColorScheme()
+    # Widgets under a style sheet keep the palette they were polished with; setting the
+    # sheet again re-polishes them with the new palette (a live theme switch).
+    for widget in getattr(app, "topLevelWidgets", list)():
+        sheet = widget.styleSheet()
+        if sheet:
+            widget.setStyleSheet("")
+            widget.setStyleSheet(sheet)
 
 
 def is_dark(palette: QPalette | None = None) -> bool:

@@ -187,3 +187,19 @@ def test_main_window_views_gauge_and_close_hook(qtbot) -> None:
     assert window.gauge.text() == "live gauge"
     window.close()
     assert closed == [True]
+
+
+def test_dark_theme_recolours_fit_badges(qapp) -> None:
+    from ui.theme import apply_theme, is_dark, verdict_colour
+
+    old_palette, old_style = qapp.palette(), qapp.style().name()
+    light_green = verdict_colour("full_gpu").name()
+    try:
+        apply_theme(qapp, "dark")
+        assert is_dark(qapp.palette())
+        assert verdict_colour("full_gpu").name() != light_green
+    finally:
+        qapp.setStyle(old_style)
+        qapp.setPalette(old_palette)
+        qapp.styleHints().unsetColorScheme()
+    assert not is_dark(qapp.palette())

@@ -97,6 +97,11 @@ class DoctorView(QWidget):
             )
         )
         form.addRow("Default context:", self.context_picker)
+        self.theme_picker = QComboBox()
+        for key, label in (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")):
+            self.theme_picker.addItem(label, key)
+        self.theme_picker.setCurrentIndex(max(0, self.theme_picker.findData(settings.theme)))
+        form.addRow("Theme:", self.theme_picker)
         self.backend_label = QLabel("—")
         form.addRow("Backend in use:", self.backend_label)
         self.save_button = QPushButton("Save settings")
@@ -154,6 +159,7 @@ class DoctorView(QWidget):
             None if not folder or folder == self.default_models_dir else folder
         )
         self.settings.default_context = int(self.context_picker.currentData())
+        self.settings.theme = str(self.theme_picker.currentData())
         token = self.token_field.text().strip()
         if token:
             self.token_entered.emit(token)
