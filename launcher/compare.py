@@ -578,23 +578,24 @@ class ComparisonSession:
         return True
 
     def _unload(self, label: str) -> Iterator[CompareEvent]:
-        t0 = time.perf_counter()
-        self._close(label)
-        dt = time.perf_counter() - t0
-        self.result.model(label).unload_s = dt
-        yield ModelUnloaded(label, dt)
+        yield ModelUnloaded(label, self._close(label))
 
-    def _close(self, label: str) -> None:
+    def _close(self, label: str) -> float:
+        """End ``label``'s host; returns (and records) how long that took."""
         client = self._clients.pop(label, None)
         self._loaded.pop(label, None)
         if client is None:
-            return
+            return 0.0
+        t0 = time.perf_counter()
         with contextlib.suppress(Exception):
             client.unload()
         close = getattr(client, "close", None)
         if callable(close):
             with contextlib.suppress(Exception):
                 close()
+        dt = time.perf_counter() - t0
+        self.result.model(label).unload_s = dt
+        return dt
 
     def _messages(self, prompt: Any) -> list[dict[str, str]]:
         msgs = []
