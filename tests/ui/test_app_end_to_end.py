@@ -38,6 +38,15 @@ def test_download_chat_stop_unload_with_real_parts(qtbot, app_home, gemma_repo) 
         qtbot.waitUntil(lambda: d.model.rowCount() > 0, timeout=20000)  # offline catalog
         assert ctx.local_models.rowCount() == 0
 
+        # Selecting a candidate shows its planned footprint as a ghost on the gauge.
+        pool = ctx.profile.ram_pool.name
+        qtbot.waitUntil(lambda: ctx.gauge.snapshot is not None, timeout=10000)
+        d.table.setCurrentIndex(d.proxy.index(0, 0))
+        assert ctx.gauge.ghost_fits(pool) is not None
+        window.show_view("library")
+        assert ctx.gauge.ghost_fits(pool) is None
+        window.show_view("discover")
+
         # Find the test model on the Hub and download it.
         qtbot.keyClicks(d.search_field, "gemma-3-270m")
         qtbot.mouseClick(d.search_button, Qt.MouseButton.LeftButton)
@@ -82,6 +91,8 @@ def test_download_chat_stop_unload_with_real_parts(qtbot, app_home, gemma_repo) 
         assert reply.metrics["memory_bytes"] > 0
         assert "tok/s" in chat.transcript.toPlainText()
         assert "TTFT" in chat.transcript.toPlainText()
+        assert reply.metrics["estimate_bytes"] > 0  # the plan the load was checked against
+        assert "(estimate " in chat.transcript.toPlainText()
 
         # Stop a long reply with Esc; the model stays loaded.
         qtbot.keyClicks(chat.input, "Write a very long story about a dragon, in ten chapters.")
