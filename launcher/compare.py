@@ -821,8 +821,10 @@ class ComparisonJob:
         client_factory: Callable[[], EngineLike] | None = None,
         save: bool = True,
         rng: random.Random | None = None,
+        machine: MachineProfile | None = None,
     ) -> None:
         self.request = request
+        self.machine = machine  # None: resolved from request.machine (probing this one)
         self.paths = paths
         self.client_factory = client_factory
         self.save = save
@@ -839,7 +841,7 @@ class ComparisonJob:
         from launcher.compare_models import prepare
 
         suite = self.request.prompt_suite()
-        prepared = prepare(self.request, self.paths)
+        prepared = prepare(self.request, self.paths, self.machine)
         for m in prepared.models:
             if m.path is None:
                 raise CompareError(

@@ -259,7 +259,12 @@ class ComparisonResult:
         data = read_json(path)
         if not isinstance(data, dict):
             raise CompareError(f"{path} is not a saved comparison (unreadable or not JSON)")
-        return cls.from_json(data)
+        try:
+            return cls.from_json(data)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise CompareError(
+                f"{path} is not a comparison saved by this version of Spark Launcher ({exc})"
+            ) from exc
 
     def export(self, path: Path, fmt: str | None = None) -> Path:
         """Export as ``md``, ``csv`` or ``json`` (from the suffix when ``fmt`` is None)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractItemModel, Qt
+from PySide6.QtCore import QAbstractItemModel, Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -48,10 +48,13 @@ from launcher.compare import (
 from launcher.compare_results import ComparisonResult, RunResult
 from launcher.compare_suites import load_suite, suite_names
 from launcher.engine.events import Sampling
+from launcher.errors import LauncherError
+from launcher.paths import AppPaths
 from ui.theme import fmt_bytes
 from ui.widgets.compare_chart import ChartPoint, QualitySpeedChart
 from ui.widgets.compare_pane import ComparePane
 from ui.widgets.compare_worker import CompareRunner
+from ui.workers import TaskRunner
 
 JobFactory = Callable[[CompareRequest], ComparisonJob]
 AT_ONCE_CAVEAT = (
@@ -81,7 +84,17 @@ class CompareView(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.job_factory: JobFactory = job_factory or (lambda req: ComparisonJob(req))
+        self.job_factory: JobFactory = job_factory or (
+            lambda req: ComparisonJob(req, machine=self.machine)
+        )
+        self.machine: Any = None  # this machine's profile, once a plan preview has probed it
+        # Plan previews (GGUF headers, the catalog, the first probe) run on their own thread.
+        self.tasks = TaskRunner("compare plan preview")
+        self._preview_seq = 0
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(400)
+        self._preview_timer.timeout.connect(self.preview_plan)
         self.local_models = local_models
         self.result: ComparisonResult | None = None
         self.saved_path: Path | None = None
@@ -216,7 +229,10 @@ class CompareView(QWidget):
         }
         self.saved_label = QLabel("")
         self.saved_label.setProperty("role", "hint")
+        self.open_button = QPushButton("Open saved…")
         export_row = QHBoxLayout()
+        export_row.addWidget(self.open_button)
+        export_row.addSpacing(12)
         export_row.addWidget(QLabel("Export:"))
         for fmt, button in self.export_buttons.items():
             button.setEnabled(False)
@@ -248,6 +264,11 @@ class CompareView(QWidget):
         layout.addWidget(split, 1)
 
         self.run_button.clicked.connect(self.start)
+        for picker in self.model_pickers:
+            picker.currentTextChanged.connect(self._schedule_preview)
+        self.ctx_spin.valueChanged.connect(self._schedule_preview)
+        self.residency_picker.currentIndexChanged.connect(self._schedule_preview)
+        self.open_button.clicked.connect(self._open_dialog)
         self.stop_button.clicked.connect(self.runner.stop)
         self.at_once_box.toggled.connect(self.caveat_label.setVisible)
         self.suite_picker.currentIndexChanged.connect(self._on_suite_changed)
@@ -401,18 +422,60 @@ class CompareView(QWidget):
     def _set_residency_text(
         self, mode: str, reason: str, warning: str | None, n_models: int
     ) -> None:
-        title = {"resident": "Both stay loaded", "sequential": "One after another"}.get(mode, mode)
+        title = {
+            "resident": "Both stay loaded",
+            "sequential": "One after another",
+            "impossible": "Cannot compare here",
+        }.get(mode, mode)
         if n_models > 2:
             title = title.replace("Both", "All")
-        text = f"<b>{title}</b>: {reason}"
+        text = f"<b>{title}</b>: {reason.removeprefix('one after another: ')}"
         if warning:
             text += f"<br><b>Warning:</b> {warning}"
         self.residency_label.setStyleSheet("")
         self.residency_label.setText(text)
 
     def shutdown(self) -> None:
-        """Stop any comparison and end the worker thread (the app calls this on close)."""
+        """Stop any comparison and end the worker threads (the app calls this on close)."""
+        self._preview_timer.stop()
         self.runner.shutdown()
+        self.tasks.shutdown()
+
+    # ------------------------------------------------------------------ plan preview
+    def _schedule_preview(self, *_args: object) -> None:
+        if not self.runner.running and all(self.model_specs()):
+            self._preview_timer.start()
+
+    def preview_plan(self) -> None:
+        """Plan the chosen models in the background and state the residency decision."""
+        if self.runner.running or not all(self.model_specs()):
+            return
+        request = self.request()
+        machine = self.machine
+        self._preview_seq += 1
+        seq = self._preview_seq
+
+        def work() -> Any:
+            from launcher.compare_models import prepare
+
+            return prepare(request, machine=machine)
+
+        self.tasks.submit(
+            work,
+            lambda prepared: self._on_preview(seq, prepared),
+            lambda message: self._on_preview_failed(seq, message),
+        )
+
+    def _on_preview(self, seq: int, prepared: Any) -> None:
+        self.machine = self.machine or prepared.machine
+        if seq != self._preview_seq or self.runner.running:
+            return  # stale: the choice changed, or a run states its own plan
+        plan = prepared.residency
+        self._set_residency_text(plan.mode, plan.reason, plan.warning, len(prepared.models))
+
+    def _on_preview_failed(self, seq: int, message: str) -> None:
+        if seq == self._preview_seq and not self.runner.running:
+            self._show_error(message)
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
@@ -636,6 +699,17 @@ class CompareView(QWidget):
         if self.result is None:
             raise RuntimeError("nothing to export yet")
         return self.result.export(Path(path), fmt)
+
+    def _open_dialog(self) -> None:
+        folder = AppPaths.default().comparisons_dir
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a saved comparison", str(folder), "Comparison (*.json)"
+        )
+        if path:
+            try:
+                self.show_result(ComparisonResult.load(Path(path)), Path(path))
+            except LauncherError as exc:
+                self._show_error(str(exc))
 
     def _export_dialog(self, fmt: str) -> None:
         if self.result is None:

@@ -90,3 +90,40 @@ def test_missing_models_or_prompt_are_explained(qtbot, view: CompareView) -> Non
         pass
     assert "no model file" in view.residency_label.text()
     assert view.run_button.isEnabled()
+
+
+def test_plan_preview_states_the_residency_before_anything_loads(qtbot, view: CompareView) -> None:
+    from launcher.machines import resolve_machine
+
+    view.machine = resolve_machine("dgx-spark")  # plan for a DGX Spark from this machine
+    view.ctx_spin.setValue(32768)
+    view.set_models("qwen3-32b:Q4_K_M", "llama-3.3-70b:Q4_K_M")
+    qtbot.waitUntil(lambda: "both fit" in view.residency_label.text(), timeout=20_000)
+    assert view.residency_label.text().startswith(
+        "<b>Both stay loaded</b>: both fit: 19.8 + 42.5 GB of weights"
+    )
+    view.machine = resolve_machine("unified=40GiB")
+    view.preview_plan()
+    qtbot.waitUntil(lambda: "Cannot compare here" in view.residency_label.text(), timeout=20_000)
+    assert "llama-3.3-70b:Q4_K_M does not fit even alone" in view.residency_label.text()
+
+
+def test_a_saved_comparison_reopens(qtbot, view: CompareView, tmp_path: Path) -> None:
+    from launcher.compare_results import ComparisonResult, ModelEntry, RunResult
+
+    res = ComparisonResult(
+        models=[ModelEntry("big", "big.gguf"), ModelEntry("small", "small.gguf")],
+        prompts=[{"id": "p1", "text": "2+2?", "check": {"type": "number", "value": 4}}],
+        suite="reasoning",
+        residency={"mode": "sequential", "reason": "one after another: because", "ctx": 8192},
+        runs=[
+            RunResult("big", "p1", "It is 4", 0.5, 100.0, 4.0, 2.0, 5, 3, 10**9, None, None, True),
+            RunResult("small", "p1", "5", 0.1, 900.0, 40.0, 0.3, 5, 3, 10**8, None, None, False),
+        ],
+    )
+    saved = res.save(to=tmp_path / "r.json")
+    view.show_result(ComparisonResult.load(saved), saved)
+    assert view.residency_label.text() == "<b>One after another</b>: because"
+    assert [p.text() for p in view.panes] == ["It is 4", "5"]
+    assert view.ctx_spin.value() == 8192 and view.suite_picker.currentData() == "reasoning"
+    assert [(pt.label, pt.quality) for pt in view.chart.points] == [("big", 1.0), ("small", 0.0)]
