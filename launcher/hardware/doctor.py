@@ -48,6 +48,11 @@ QT_X11_APT = (
 )
 
 
+def _frozen() -> bool:
+    """True inside the installed (PyInstaller) app, where fixes are "install another build"."""
+    return bool(getattr(sys, "frozen", False))
+
+
 @dataclass(frozen=True)
 class Check:
     """One finding: what was checked, how it went, and what to do about it."""
@@ -71,8 +76,10 @@ def check_emulation(profile: MachineProfile) -> Check:
             "fail",
             f"This Python is {profile.process_arch}, emulated on an {profile.cpu_arch} PC: "
             "llama.cpp runs several times slower and cannot use the GPU.",
-            "Install the native ARM64 Python from python.org (the 'Windows installer (ARM64)'), "
-            "then recreate the environment: delete .venv and run `make run` again.",
+            "Install the ARM64 build of Spark Launcher."
+            if _frozen()
+            else "Install the native ARM64 Python from python.org (the 'Windows installer "
+            "(ARM64)'), then recreate the environment: delete .venv and run `make run` again.",
         )
     if profile.emulation == "rosetta":
         return Check(
@@ -80,7 +87,9 @@ def check_emulation(profile: MachineProfile) -> Check:
             title,
             "fail",
             "This Python is x86_64 running under Rosetta on Apple Silicon: no Metal, slow CPU.",
-            "Install an arm64 Python (python.org universal2 installer, or Homebrew in "
+            "Install the Apple Silicon build of Spark Launcher."
+            if _frozen()
+            else "Install an arm64 Python (python.org universal2 installer, or Homebrew in "
             "/opt/homebrew), then delete .venv and run `make run` again.",
         )
     return Check("emulation", title, "ok", f"{profile.process_arch} Python on {profile.cpu_arch}.")
@@ -105,7 +114,9 @@ def check_gpu_backend(profile: MachineProfile) -> Check:
             "fail",
             f"{nvidia[0].name} is present, but the installed llama.cpp was built for the CPU "
             "only: models will run on the CPU, many times slower.",
-            "Rebuild llama.cpp with CUDA (needs the CUDA toolkit's nvcc on PATH): "
+            "Install the CUDA build of Spark Launcher."
+            if _frozen()
+            else "Rebuild llama.cpp with CUDA (needs the CUDA toolkit's nvcc on PATH): "
             "`rm -rf .venv && LLAMA_BACKEND=cuda make run`.",
         )
     if apple and not profile.gpu_offload:
