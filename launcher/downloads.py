@@ -32,6 +32,7 @@ import os
 import queue
 import random
 import shutil
+import sys
 import threading
 import time
 from collections import deque
@@ -252,6 +253,24 @@ def _check_space(dest: Path, need: int, margin: int) -> None:
         )
 
 
+def _lock(fh: Any, name: str) -> None:
+    """Take an exclusive lock on the ``.part`` file; the OS drops it if the process dies."""
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise DownloadError(
+            f"{name} is already being downloaded by another Spark Launcher window or command; "
+            "wait for that one to finish."
+        ) from None
+
+
 def _sha256_file(path: Path, limit: int | None = None) -> str:
     h = hashlib.sha256()
     left = limit
@@ -318,22 +337,21 @@ def _download_file(
         "size": rf.size,
         "sha256": rf.sha256,
     }
-    have = 0
-    if part.exists():
-        old = read_json(sidecar, None)
-        same = isinstance(old, dict) and all(
-            old.get(k) == meta[k] for k in ("repo_id", "path", "size", "sha256")
-        )
-        have = part.stat().st_size if same else 0
-        if have > rf.size:
-            have = 0
-    _check_space(dest, rf.size - have, ctx.disk_margin)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(sidecar, meta)
     hasher = _Hasher()
     try:
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
         with os.fdopen(fd, "r+b", buffering=0) as fh:
+            _lock(fh, rf.path)
+            old = read_json(sidecar, None)
+            same = isinstance(old, dict) and all(
+                old.get(k) == meta[k] for k in ("repo_id", "path", "size", "sha256")
+            )
+            have = os.fstat(fh.fileno()).st_size if same else 0
+            if have > rf.size:
+                have = 0
+            _check_space(dest, rf.size - have, ctx.disk_margin)
+            atomic_write_json(sidecar, meta)
             fh.truncate(have)
             # Re-hash the prefix we keep (the only way to resume a sha256 portably).
             fh.seek(0)

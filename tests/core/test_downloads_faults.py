@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import sys
 import threading
 import traceback
 from pathlib import Path
@@ -286,3 +287,21 @@ def test_manager_pauses_resumes_cancels_and_shuts_down_cleanly(
     assert not part_paths(lib.local_path(REPO, "other-Q8_0.gguf"))[0].exists()
     resumed = [e for e in events if getattr(e, "resumed_from", 0) > 0]
     assert resumed and resumed[0].resumed_from >= kept  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX flock used to play the other process")
+def test_a_second_downloader_of_the_same_file_is_refused(
+    hub: LoopbackHub, lib: Library, data: bytes
+) -> None:
+    import fcntl
+
+    hub.add_repo(REPO, {NAME: data})
+    choice = _choice()
+    part, _ = part_paths(lib.local_path(REPO, NAME))
+    part.parent.mkdir(parents=True)
+    with open(part, "wb") as other:  # another window holds this download
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(DownloadError, match="already being downloaded"):
+            _run(lib, choice)
+    events = _run(lib, choice)
+    assert isinstance(events[-1], DownloadFinished) and events[-1].paths[0].read_bytes() == data
