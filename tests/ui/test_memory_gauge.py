@@ -143,6 +143,9 @@ def test_sparkline_keeps_only_the_last_minutes(gauge: MemoryGaugeWidget) -> None
         gauge.on_snapshot_taken(unified({}, taken_at=1000.0 + t))
     hist = gauge._history["Unified memory"]
     assert hist[-1][0] - hist[0][0] <= 300
+    spark = gauge._spark_rect(gauge._rows()[0][1])
+    text = gauge.tooltip_at(spark.center().toPoint())
+    assert "over the last 5 minutes" in text and "now 22%" in text
 
 
 def test_sampler_worker_feeds_the_gauge_from_its_own_thread_and_stops_cleanly(

@@ -169,9 +169,23 @@ class MemoryGaugeWidget(QWidget):
                 head = f"{seg.label}: {fmt_gib(seg.bytes)}"
                 return f"{head}<hr>{self.pool_tooltip(seg.pool)}"
         for name, rect in self._rows():
+            if self._spark_rect(rect).contains(pos.toPointF()):
+                return self.history_tooltip(name)
             if rect.contains(pos.toPointF()):
                 return self.pool_tooltip(name)
         return ""
+
+    def history_tooltip(self, pool: str) -> str:
+        """What the sparkline shows, in words."""
+        hist = self._history.get(pool)
+        minutes = self._history_seconds / 60
+        if not hist:
+            return f"{pool}: share in use over the last {minutes:.0f} minutes (no data yet)"
+        shares = [f for _, f in hist]
+        return (
+            f"{pool}: share in use over the last {minutes:.0f} minutes<br>"
+            f"now {shares[-1]:.0%}, lowest {min(shares):.0%}, highest {max(shares):.0%}"
+        )
 
     # ------------------------------------------------------------------ layout
 
