@@ -513,12 +513,21 @@ def _fetch(
                 ) from None
             delay = ctx.policy.delay(attempt, retry_after)
             yield DownloadRetrying(ctx.job_id, rf.path, attempt, delay, reason)
-            if ctx.cancel.wait(delay) or ctx.pause.is_set():
+            if _interruptible_sleep(ctx, delay):
                 raise _stopped(ctx, part) from None
 
 
 class _Restart(Exception):
     pass
+
+
+def _interruptible_sleep(ctx: _Ctx, delay: float) -> bool:
+    """Sleep ``delay`` s; return True early if the job is cancelled or paused meanwhile."""
+    end = time.monotonic() + delay
+    while (left := end - time.monotonic()) > 0:
+        if ctx.cancel.wait(min(left, 0.1)) or ctx.pause.is_set():
+            return True
+    return ctx.cancel.is_set() or ctx.pause.is_set()
 
 
 # ---------------------------------------------------------------------- a whole model

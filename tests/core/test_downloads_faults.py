@@ -305,3 +305,23 @@ def test_a_second_downloader_of_the_same_file_is_refused(
             _run(lib, choice)
     events = _run(lib, choice)
     assert isinstance(events[-1], DownloadFinished) and events[-1].paths[0].read_bytes() == data
+
+
+def test_shutdown_during_a_long_retry_after_pauses_and_joins(
+    hub: LoopbackHub, lib: Library, data: bytes
+) -> None:
+    hub.add_repo(REPO, {NAME: data})
+    choice = _choice()
+    hub.fault(f"{REPO}/{NAME}", "status", status=503, retry_after=100, times=None)
+    waiting = threading.Event()
+
+    def on_event(ev: object) -> None:
+        if isinstance(ev, DownloadRetrying):
+            waiting.set()
+
+    mgr = DownloadManager(lib, on_event=on_event, disk_margin=0)
+    job = mgr.submit(choice)
+    assert waiting.wait(30)
+    mgr.shutdown()
+    assert job.state == JobState.PAUSED and "resumes" in (job.error or "")
+    assert not any(t.name.startswith("download-worker") for t in threading.enumerate())
