@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from launcher.hardware import MemorySampler, PoolSnapshot, probe
 from launcher.hardware.adapters import ReplayAdapters
@@ -105,3 +107,32 @@ def test_real_sampler_attributes_a_real_process_to_its_label(
         assert sampler.sample().pools[0].models == {}
     finally:
         sampler.close()
+
+
+@given(
+    total_kb=st.integers(1, 1 << 34),
+    avail_frac=st.floats(0, 1),
+    free_frac=st.floats(0, 1),
+    rss=st.integers(0, 1 << 40),
+    shared_frac=st.floats(0, 1),
+    junk=st.text(max_size=40),
+)
+@settings(max_examples=60, deadline=None)
+def test_sampler_segments_are_never_negative_and_fill_the_pool(
+    total_kb: int, avail_frac: float, free_frac: float, rss: int, shared_frac: float, junk: str
+) -> None:
+    avail_kb = int(total_kb * avail_frac)
+    free_kb = int(avail_kb * free_frac)
+    data = json.loads((DATA / "cpu_only.json").read_text())
+    data["meminfo"] = (
+        f"MemTotal: {total_kb} kB\n{junk}\nMemFree: {free_kb} kB\nMemAvailable: {avail_kb} kB\n"
+    )
+    data["processes"] = {"7": {"rss": rss, "shared": int(rss * shared_frac)}}
+    ad = ReplayAdapters(data)
+    sampler = MemorySampler(probe(ad), ad)
+    sampler.track(7, "m")
+    (pool,) = sampler.sample().pools
+    parts = [*pool.models.values(), pool.other, pool.reclaimable, pool.free]
+    assert all(p >= 0 for p in parts)
+    if rss <= (total_kb - free_kb) * 1024:  # the model fits in what the OS says is in use
+        assert sum(parts) >= pool.total
