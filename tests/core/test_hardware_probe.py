@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from launcher.hardware import MachineProfile, probe
 from launcher.hardware.adapters import ReplayAdapters, record
@@ -231,3 +233,13 @@ def test_arm_cpus_are_named_from_proc_cpuinfo_part_numbers() -> None:
     )
     assert _arm_core_names(cpuinfo) == "Cortex-X925 + Cortex-A725 + Arm core 0xfff"
     assert _arm_core_names("model name : whatever") is None
+
+
+@given(text=st.text(max_size=300))
+@settings(max_examples=80, deadline=None)
+def test_any_proc_meminfo_text_gives_a_ram_pool(text: str) -> None:
+    data = readings("cpu_only")
+    data["meminfo"] = text
+    p = replay(data)
+    assert [pool.kind for pool in p.pools] == ["ram"] and p.ram_total > 0
+    assert p.ram_available is None or 0 <= p.ram_available <= p.ram_total
