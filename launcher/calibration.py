@@ -152,10 +152,25 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
+def _norm(key: str, value: Any) -> Any:
+    """Settings written by different callers in different forms: KV types as names or ggml
+    type ids, flash attention as bool or int."""
+    if key == "kv_type" and isinstance(value, int) and not isinstance(value, bool):
+        from launcher.estimate import KV_TYPES
+
+        names = {v: k for k, v in KV_TYPES.items()}
+        return names.get(value, value)
+    if key == "kv_type" and isinstance(value, str):
+        return value.lower()
+    if key == "flash_attn":
+        return bool(value)
+    return value
+
+
 def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Runs are comparable when placement and cache settings match (context within 2x)."""
     for k in ("kv_type", "gpu_layers", "flash_attn"):
-        if k in a and k in b and a[k] != b[k]:
+        if k in a and k in b and _norm(k, a[k]) != _norm(k, b[k]):
             return False
     ca, cb = a.get("ctx"), b.get("ctx")
     return not (_is_number(ca) and _is_number(cb) and ca and cb and not 0.5 <= ca / cb <= 2.0)

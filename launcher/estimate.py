@@ -417,6 +417,9 @@ class MemoryPlan:
     source: Literal["formula", "dry_run"] = "formula"
     speed: SpeedEstimate = field(default_factory=lambda: SpeedEstimate(0.0, 0.0))
     output_on_gpu: bool = False
+    #: False on integrated CUDA (GB10) with full offload: mmap + a CUDA buffer in the same
+    #: memory would hold the weights twice (Ollama passes --load-mode dio there for this).
+    use_mmap: bool = True
     type_v: str = "f16"
     notes: list[str] = field(default_factory=list)
 
@@ -441,7 +444,7 @@ class MemoryPlan:
             "type_v": kv_type_id(self.type_v),
             "swa_full": False,
             "offload_kqv": True,
-            "use_mmap": True,
+            "use_mmap": self.use_mmap,
         }
 
     def calibration_settings(self) -> dict[str, Any]:
@@ -743,6 +746,9 @@ def plan(
         n_ubatch=n_ubatch,
         n_batch=max(n_ubatch, 512),
         output_on_gpu=out_gpu,
+        use_mmap=not (
+            verdict == "full_gpu" and b.shared and device_class(machine) == "nvidia_unified"
+        ),
         type_v=type_v,
         notes=notes,
     )

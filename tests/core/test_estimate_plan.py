@@ -99,6 +99,8 @@ def test_partial_offload_places_layers_like_llama_cpp(models: dict[str, ModelSum
     assert params["n_gpu_layers"] == 20 and params["swa_full"] is False
     full = plan(s, _machine("unified128"), 8192)
     assert full.llama_params()["n_gpu_layers"] == 81  # blocks + the output layer
+    # integrated CUDA (GB10): no mmap, or the weights sit in memory twice
+    assert full.llama_params()["use_mmap"] is False and params["use_mmap"] is True
 
 
 def test_verdicts_on_cpu_machines_and_too_small_ones(models: dict[str, ModelSummary]) -> None:
@@ -182,6 +184,10 @@ def test_calibration_turns_estimates_into_measurements(
     again = plan(models["32b"], m, 8192, calibration=store)
     assert again.speed.basis == "measured"
     assert again.speed.decode_tokens_per_s == pytest.approx(measured, rel=0.01)
+    # the engine may write the KV type as a ggml type id: still the same settings
+    other = {**p32.calibration_settings(), "kv_type": 1}
+    store.record(key, models["32b"].key, other, {"decode_tokens_per_s": measured})
+    assert plan(models["32b"], m, 8192, calibration=store).speed.basis == "measured"
     # another model on the same machine is corrected by the same measured/estimated ratio
     raw = plan(models["moe"], m, 8192)
     corrected = plan(models["moe"], m, 8192, calibration=CalibrationStore(store.path))
