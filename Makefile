@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt tools/setup_llama.sh
 	@bash tools/setup_llama.sh $(BIN)/python
 	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import llama_cpp, PySide6, huggingface_hub, gguf" || { echo "set-up failed: see the errors above" >&2; exit 1; }
-	@bash tools/check_qt_libs.sh || true
+	@bash tools/check_qt_libs.sh --install || true
 	@touch $@
 
 run: setup

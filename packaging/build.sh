@@ -37,6 +37,13 @@ case "$os" in
     for so in "$internal"/llama_cpp/lib/lib*.so; do
       [ -f "$so.0" ] && [ ! -L "$so" ] && cmp -s "$so" "$so.0" && ln -sfn "$(basename "$so").0" "$so"
     done
+    # Qt's X11 plugin needs the xcb libraries a bare desktop lacks; PyInstaller copies them
+    # only if this build machine has them.
+    if ! ls "$internal"/libxcb-cursor.so.0* >/dev/null 2>&1; then
+      echo "error: libxcb-cursor0 is not installed here, so the bundle would not open its" \
+        "window on a bare desktop; run: sudo bash tools/check_qt_libs.sh --install" >&2
+      exit 1
+    fi
     # Desktop integration files travel inside the bundle, next to the install script.
     mkdir -p "$app/share/applications" "$app/share/icons"
     cp packaging/linux/spark-launcher.desktop "$app/share/applications/"

@@ -2,10 +2,10 @@
 
 It is ``ui.entry.main`` (no arguments: the app; arguments: the CLI; ``freeze_support`` first,
 so model-host child processes started with ``spawn`` run inside the bundle) plus one
-diagnostic: ``spark-launcher --self-test MODEL.gguf [--tokens N]``. The self-test starts a
-child process with the ``spawn`` method, exactly as the model host does, loads the model there
-with llama.cpp, generates a few tokens and prints one JSON line. It proves, on the user's
-machine, that the bundle carries llama.cpp's libraries and can start its own child processes.
+diagnostic: ``spark-launcher --self-test MODEL.gguf [--tokens N]``. The self-test loads the
+model through the real engine (``EngineClient``: a ``spawn`` model-host process running
+llama.cpp), generates a few tokens greedily and prints one JSON line. It proves, on the user's
+machine, that the bundle carries llama.cpp's libraries and can start its own model hosts.
 """
 
 from __future__ import annotations
@@ -14,76 +14,45 @@ import multiprocessing
 import sys
 
 
-def _self_test_child(model: str, tokens: int, conn: object) -> None:  # runs in the child
-    import os
-    import time
-
-    result: dict[str, object] = {"child_pid": os.getpid()}
-    try:
-        t0 = time.perf_counter()
-        from llama_cpp import Llama
-
-        llm = Llama(model_path=model, n_ctx=512, n_gpu_layers=0, n_threads=2, verbose=False)
-        t1 = time.perf_counter()
-        text, first, count = "", None, 0
-        for chunk in llm.create_completion(
-            "The capital of France is", max_tokens=tokens, temperature=0.0, stream=True
-        ):
-            if first is None:
-                first = time.perf_counter()
-            choice = chunk["choices"][0]
-            text += choice["text"]
-            if choice.get("finish_reason") is None:  # the last chunk only says why it stopped
-                count += 1
-        t2 = time.perf_counter()
-        llm.close()
-        result.update(
-            ok=True,
-            text=text,
-            tokens=count,
-            load_s=round(t1 - t0, 3),
-            first_token_s=round((first or t2) - t1, 3),
-            tokens_per_s=round(count / max(t2 - (first or t1), 1e-9), 1),
-        )
-    except Exception as exc:  # reported to the parent, which exits non-zero
-        result.update(ok=False, error=f"{type(exc).__name__}: {exc}")
-    conn.send(result)  # type: ignore[attr-defined]
-    conn.close()  # type: ignore[attr-defined]
-
-
 def self_test(argv: list[str]) -> int:
-    """Load MODEL in a spawned child, generate a few tokens, print one JSON line."""
+    """Load MODEL in a model host, generate a few tokens, print one JSON line."""
     import argparse
     import json
     import time
 
+    from launcher.engine.client import EngineClient
+    from launcher.engine.events import EngineParams, HostCrashed, ReplyFinished, Sampling
+    from launcher.errors import LauncherError
+
     parser = argparse.ArgumentParser(prog="spark-launcher --self-test")
     parser.add_argument("model")
     parser.add_argument("--tokens", type=int, default=8)
+    parser.add_argument("--prompt", default="The capital of France is")
     args = parser.parse_args(argv)
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
+    result: dict[str, object] = {"ok": False, "frozen": bool(getattr(sys, "frozen", False))}
     t0 = time.perf_counter()
-    proc = ctx.Process(target=_self_test_child, args=(args.model, args.tokens, child))
-    proc.start()
-    child.close()
-    result: dict[str, object] = {"ok": False, "error": "the child process died without a reply"}
-    if parent.poll(300):
-        try:
-            result = parent.recv()
-        except EOFError:
-            pass
-    proc.join(30)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    result.update(
-        frozen=bool(getattr(sys, "frozen", False)),
-        child_exitcode=proc.exitcode,
-        wall_s=round(time.perf_counter() - t0, 3),
-    )
+    try:
+        with EngineClient(name="self-test") as client:
+            loaded = client.load(args.model, EngineParams(n_ctx=512, n_gpu_layers=0))
+            result.update(host_pid=loaded.pid, load_s=round(loaded.load_s, 3))
+            sampling = Sampling(max_tokens=args.tokens, temperature=0.0, seed=1)
+            for event in client.complete(args.prompt, sampling):
+                if isinstance(event, ReplyFinished):
+                    m = event.metrics
+                    result.update(
+                        ok=True,
+                        text=event.text,
+                        tokens=m.generated_tokens,
+                        ttft_s=round(m.ttft_s, 3),
+                        tokens_per_s=round(m.decode_tokens_per_s, 1),
+                    )
+                elif isinstance(event, HostCrashed):
+                    result.update(error=f"model host crashed: {event.likely_cause}")
+    except (LauncherError, OSError) as exc:
+        result.update(error=f"{type(exc).__name__}: {exc}")
+    result["wall_s"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(result))
-    return 0 if result.get("ok") and proc.exitcode == 0 else 1
+    return 0 if result["ok"] else 1
 
 
 def main() -> int:

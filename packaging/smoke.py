@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("launcher", "ui", "packaging", "resources", "pyproject.toml")
-APT_PACKAGES = ("xvfb", "xdotool", "x11-utils", "x11-apps", "desktop-file-utils")
+NOT_IN_BUNDLE = {"smoke.py", "README.md"}  # changing these needs no rebuild
 
 
 def newest_source_mtime(root: Path = ROOT) -> float:
@@ -34,7 +34,7 @@ def newest_source_mtime(root: Path = ROOT) -> float:
         path = root / name
         files = [path] if path.is_file() else path.rglob("*")
         for f in files:
-            if f.is_file() and "__pycache__" not in f.parts:
+            if f.is_file() and "__pycache__" not in f.parts and f.name not in NOT_IN_BUNDLE:
                 newest = max(newest, f.stat().st_mtime)
     stamp = root / ".venv" / ".setup-stamp"
     if stamp.exists():
@@ -71,17 +71,26 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def ensure_x_tools() -> str | None:
-    """Make Xvfb and the X tools available (apt-get when root); return why not, or None."""
-    needed = {"Xvfb": "xvfb", "xdotool": "xdotool", "xprop": "x11-utils", "xwd": "x11-apps"}
-    missing = [pkg for tool, pkg in needed.items() if not shutil.which(tool)]
+    """Make Xvfb and the X and desktop tools available (apt-get when root); say why not."""
+    needed = {
+        "Xvfb": "xvfb",
+        "xdotool": "xdotool",
+        "xprop": "x11-utils",
+        "xwd": "x11-apps",
+        "desktop-file-install": "desktop-file-utils",
+        "gio": "libglib2.0-bin",
+    }
+    missing = sorted({pkg for tool, pkg in needed.items() if not shutil.which(tool)})
     if not missing:
         return None
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         return f"needs {' '.join(missing)} (apt-get install -y {' '.join(missing)})"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    res = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", *missing], capture_output=True, text=True, env=env
-    )
+    install = ["apt-get", "install", "-y", "-qq", *missing]
+    res = subprocess.run(install, capture_output=True, text=True, env=env)
+    if res.returncode != 0:  # a fresh machine may have no package lists yet
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env)
+        res = subprocess.run(install, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         return f"could not install {' '.join(missing)}: {res.stderr.strip()[-300:]}"
     return None
@@ -104,7 +113,18 @@ def xvfb(width: int = 1280, height: int = 800) -> Iterator[str]:
             number = fh.readline().strip()
         if not number:
             raise RuntimeError("Xvfb did not start")
-        yield f":{number}"
+        display = f":{number}"
+        # Seen once under heavy load: a client started right away could not connect. Wait
+        # until the server answers a real request.
+        deadline = time.monotonic() + 20
+        while subprocess.run(
+            ["xprop", "-display", display, "-root", "-len", "0", "_XKB_RULES_NAMES"],
+            capture_output=True,
+        ).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Xvfb on {display} does not accept connections")
+            time.sleep(0.05)
+        yield display
     finally:
         proc.terminate()
         try:

@@ -14,6 +14,7 @@ out="$(cd "$3" && pwd)"
 arch="$(dpkg --print-architecture)"
 glibc="$(awk '/^min_glibc/ {print $2}' "$app/BUILD-INFO.txt")"
 stage="$(mktemp -d)"
+chmod 755 "$stage"
 trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage/DEBIAN" "$stage/opt" "$stage/usr/bin" "$stage/usr/share/applications" \

@@ -105,14 +105,13 @@ def test_bundle_probe_json(exe: Path, tmp_path: Path) -> None:
     assert profile, "probe --json printed an empty document"
 
 
-def test_bundle_runs_gemma_in_a_spawned_model_host(
-    exe: Path, tmp_path: Path, gemma_path: Path
-) -> None:
+def test_bundle_runs_gemma_in_a_model_host(exe: Path, tmp_path: Path, gemma_path: Path) -> None:
+    # The real engine: EngineClient starts a spawn model-host process, which must re-enter
+    # the frozen executable and find llama.cpp's libraries inside the bundle.
     out = _run(exe, "--self-test", str(gemma_path), "--tokens", "8", home=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["ok"] and result["frozen"], result
-    assert result["child_exitcode"] == 0
     assert result["tokens"] == 8
     assert "France" in result["text"]
 
@@ -144,6 +143,7 @@ def test_bundle_opens_a_real_window_and_closes_it(exe: Path, tmp_path: Path, x_t
 
 
 def test_desktop_entry_is_valid() -> None:
+    smoke.ensure_x_tools()
     if not shutil.which("desktop-file-validate"):
         pytest.skip("desktop-file-validate missing (apt-get install -y desktop-file-utils)")
     out = subprocess.run(["desktop-file-validate", str(DESKTOP)], capture_output=True, text=True)
