@@ -138,6 +138,7 @@ class AppContext(QObject):
         self._shut_down = False
         self._started = False
         self._library: Any = None
+        self._calibration_store: Any = None
         self._downloads_service: Any = None
         self._candidates: list[CandidateRow] = []
         self._model_pids: dict[str, int] = {}
@@ -212,8 +213,29 @@ class AppContext(QObject):
 
             log_dir = self.paths.cache_dir / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
-            engine = PlannedEngine(EngineClient(log_dir=log_dir), self._plan_for_file)
+            # Each load and reply is recorded, so later estimates on this machine are
+            # "calibrated" by what it really did.
+            client = EngineClient(
+                log_dir=log_dir,
+                calibration=self._calibration(),
+                machine_key=self._machine_key(),
+            )
+            engine = PlannedEngine(client, self._plan_for_file)
         return ModelHost(engine)
+
+    def _calibration(self) -> Any:
+        if self._calibration_store is None:
+            from launcher.calibration import CalibrationStore
+
+            self._calibration_store = CalibrationStore(self.paths.calibration_file)
+        return self._calibration_store
+
+    def _machine_key(self) -> str | None:
+        if self.profile is None:
+            return None
+        from launcher.calibration import machine_key
+
+        return machine_key(self.profile)
 
     def _plan_for_file(self, path: str) -> Any:
         """Formula plan for a local GGUF on this machine (runs on the model's worker)."""
@@ -231,6 +253,7 @@ class AppContext(QObject):
             ctx,
             kv_type=self.settings.kv_cache_type,
             flash_attn=self.settings.flash_attention,
+            calibration=self._calibration(),
         )
 
     def _wire(self) -> None:
@@ -283,6 +306,7 @@ class AppContext(QObject):
         self.refresh_recommendations(self.discover.use, self.discover.context)
         self.run_doctor()
         self._start_sampler(profile)
+        self._check_token()
 
     def _start_sampler(self, profile: Any) -> None:
         if not self._live_gauge:
@@ -307,10 +331,14 @@ class AppContext(QObject):
             return
         self.discover.set_busy("Ranking the catalog for this machine…")
 
+        calibration = self._calibration()
+
         def work() -> list[CandidateRow]:
             from launcher.recommend import recommend
 
-            recs = recommend(profile, use or None, context, include_no_fit=True)
+            recs = recommend(
+                profile, use or None, context, include_no_fit=True, calibration=calibration
+            )
             return [candidate_from(r) for r in recs]
 
         self.local_tasks.submit(work, self._on_recommendations, self.discover.set_busy)
@@ -517,6 +545,15 @@ class AppContext(QObject):
             self.doctor.saved_label.setText(f"Could not save settings: {exc}")
         self._library = None
         self.scan_library()
+
+    def _check_token(self) -> None:
+        def work() -> str:
+            from launcher import hub
+
+            # Only whether one is set: the token itself never reaches the UI.
+            return "A token is set." if hub.get_token() else "No token: public models only."
+
+        self.local_tasks.submit(work, self.doctor.set_token_status, self.doctor.set_token_status)
 
     def _on_token_entered(self, token: str) -> None:
         def work() -> str:

@@ -16,9 +16,9 @@ from ui.app import AppContext
 
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A Hub address where nothing listens: any network use would fail.
+    # A Hub address where nothing listens: any network use would fail. (Not HF_HUB_OFFLINE:
+    # huggingface_hub reads it once at import, so it would leak into later tests.)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def test_offline_first_run_recommends_and_the_starter_chats(qtbot, app_home, offline) -> None:
