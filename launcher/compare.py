@@ -464,7 +464,9 @@ class ComparisonSession:
         self._factory = client_factory or _default_client_factory
         self._clients: dict[str, EngineLike] = {}
         self._loaded: dict[str, Loaded] = {}
+        self._unloadable: set[str] = set()  # models whose load failed: not retried
         self._cancel = threading.Event()
+        self._lock = threading.Lock()  # runs are recorded from one thread per model at once
         self.result = ComparisonResult(
             models=[
                 ModelEntry(
@@ -517,45 +519,47 @@ class ComparisonSession:
         for model in self.models:
             if self._cancel.is_set():
                 break
-            ok = yield from self._load(model)
             for prompt in self.suite.prompts:
                 if self._cancel.is_set():
                     break
-                if not ok:
+                if (yield from self._ensure_loaded(model)):
+                    yield from self._generate(model, prompt)
+                else:
                     self._record_skip(model.label, prompt.id, "the model could not be loaded")
-                    continue
-                ok = yield from self._generate(model, prompt)
             if model.label in self._clients:
                 yield from self._unload(model.label)
 
     def _run_resident(self) -> Iterator[CompareEvent]:
-        ready: dict[str, bool] = {}
         for model in self.models:
             if self._cancel.is_set():
                 return
-            ready[model.label] = yield from self._load(model)
+            yield from self._ensure_loaded(model)
         for prompt in self.suite.prompts:
-            if self._cancel.is_set():
-                return
-            if self.concurrent:
-                yield from self._generate_concurrently(
-                    [m for m in self.models if ready[m.label]], prompt
-                )
-                for m in self.models:
-                    if not ready[m.label]:
-                        self._record_skip(m.label, prompt.id, "the model could not be loaded")
-                continue
+            live = []
             for model in self.models:
                 if self._cancel.is_set():
                     return
-                if not ready[model.label]:
-                    # A crashed host is restarted once per prompt so one bad prompt does not
-                    # lose the rest of the suite.
-                    ready[model.label] = yield from self._load(model)
-                    if not ready[model.label]:
-                        self._record_skip(model.label, prompt.id, "the model could not be loaded")
-                        continue
-                ready[model.label] = yield from self._generate(model, prompt)
+                # A crashed host is started again for the next prompt, so one bad prompt does
+                # not lose the rest of the suite; a model that failed to load is not retried.
+                if not (yield from self._ensure_loaded(model)):
+                    self._record_skip(model.label, prompt.id, "the model could not be loaded")
+                elif self.concurrent:
+                    live.append(model)
+                else:
+                    yield from self._generate(model, prompt)
+            if live:
+                yield from self._generate_concurrently(live, prompt)
+
+    def _ensure_loaded(self, model: CompareModel) -> Generator[CompareEvent, None, bool]:
+        """Load ``model`` unless its host is up; False when it cannot be loaded."""
+        if model.label in self._clients:
+            return True
+        if model.label in self._unloadable:
+            return False
+        ok = yield from self._load(model)
+        if not ok:
+            self._unloadable.add(model.label)
+        return ok
 
     def _load(self, model: CompareModel) -> Generator[CompareEvent, None, bool]:
         """Start a host for ``model``; returns (via StopIteration) whether it is ready."""
@@ -617,9 +621,12 @@ class ComparisonSession:
             est_decode_tps=fp.est_decode_tps if fp else None,
             est_memory_bytes=fp.total_bytes if fp else None,
         )
-        self.result.runs = [
-            r for r in self.result.runs if not (r.model == model.label and r.prompt_id == prompt_id)
-        ] + [run]
+        with self._lock:
+            self.result.runs = [
+                r
+                for r in self.result.runs
+                if not (r.model == model.label and r.prompt_id == prompt_id)
+            ] + [run]
         return run
 
     def _record_skip(self, label: str, prompt_id: str, why: str) -> None:

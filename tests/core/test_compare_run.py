@@ -127,3 +127,26 @@ def test_resident_blind_comparison_survives_a_killed_host(
     by = {s.label: s for s in again.summary()}
     assert by["tiny-llama"].errors == 1 and by["tiny-llama"].accuracy == 0.0
     assert by["gemma-3-270m-q4_k_m"].accuracy == 1.0
+
+
+def test_a_model_that_fails_to_load_is_reported_once_and_the_other_answers(
+    tiny_llama: Path, app_home: Path, tmp_path: Path
+) -> None:
+    # A header without tensor data: the plan says it fits, llama.cpp refuses to load it.
+    broken = build_model(tmp_path / "broken.gguf", header_only=True, quant="F16", **TINY_LLAMA)
+    suite = tmp_path / "s.json"
+    suite.write_text(
+        json.dumps({"prompts": [{"id": "a", "text": "Hi"}, {"id": "b", "text": "Yo"}]})
+    )
+    request = CompareRequest(
+        (str(broken), str(tiny_llama)), suite=str(suite), ctx=512,
+        sampling=Sampling(temperature=0.0, max_tokens=4),
+    )  # fmt: skip
+    events = list(ComparisonJob(request, save=False).run())
+    failures = [e for e in events if isinstance(e, ModelFailed)]
+    assert len(failures) == 1 and failures[0].label == "broken"
+    assert "broken.gguf" in failures[0].message and "download it again" in failures[0].message
+    result = events[-1].result  # type: ignore[attr-defined]
+    for prompt in ("a", "b"):
+        assert result.run_for("broken", prompt).error == "not run: the model could not be loaded"
+        assert result.run_for("tiny-llama", prompt).ok
