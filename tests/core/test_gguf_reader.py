@@ -55,6 +55,7 @@ def _assert_agrees(path: Path) -> None:
         assert mine_t.nbytes == int(ref_t.n_bytes), mine_t.name
 
 
+@pytest.mark.slow  # gguf.GGUFReader itself takes seconds on a 262k-token vocabulary
 def test_agrees_with_gguf_package_on_real_gemma_and_reads_only_the_header(gemma_path: Path) -> None:
     _assert_agrees(gemma_path)
     src = FileSource(gemma_path)
