@@ -24,6 +24,7 @@ from launcher.engine import (
     Token,
 )
 from launcher.errors import EngineError
+from launcher.hardware import MemorySampler, probe
 
 # One thread: the test machine's few cores are shared, and spinning llama.cpp worker threads
 # slow down tenfold under contention. Production loads use the physical core count.
@@ -58,6 +59,12 @@ def _collect(events: Iterator[Event]) -> tuple[list[str], ReplyFinished]:
         else:
             pytest.fail(f"unexpected event {ev!r}")
     pytest.fail("the stream ended without ReplyFinished")
+
+
+def _ram_held(sampler: MemorySampler, label: str) -> int:
+    """Bytes the sampler attributes to ``label`` in system (or unified) memory."""
+    pool = next(p for p in sampler.sample().pools if p.kind != "vram")
+    return pool.models.get(label, 0)
 
 
 def test_load_reports_buffers_memory_and_progress(host: Host, gemma_path: Path) -> None:
@@ -159,9 +166,12 @@ def test_two_hosts_stream_at_once_independently(host: Host, gemma_path: Path) ->
     sampling = Sampling(max_tokens=16, temperature=0)
     expected = _collect(host.client.complete(prompt, sampling))[1].text
     second = EngineClient()
+    sampler = MemorySampler(probe())
     try:
         loaded = second.load(gemma_path, EngineParams(n_ctx=512, n_threads=1))
         assert loaded.pid != host.loaded.pid
+        sampler.track(loaded.pid, "second")
+        assert _ram_held(sampler, "second") > 50 * 2**20
         results: dict[str, str] = {}
         errors: list[BaseException] = []
 
@@ -186,6 +196,8 @@ def test_two_hosts_stream_at_once_independently(host: Host, gemma_path: Path) ->
         second.unload()
     # Unloading ends the process: its PID is gone and nothing is attributed to it.
     assert pid is not None and not psutil.pid_exists(pid)
+    assert _ram_held(sampler, "second") == 0
+    sampler.close()
     assert second.pid is None and not second.is_loaded
     assert second.memory() == (0, None)
     with pytest.raises(EngineError, match="load a model first"):
