@@ -12,7 +12,9 @@ that fit:
 2. **Then quality.** Among usable files the higher quality wins: the catalog's editorial
    score for the use, minus a small penalty for lossier quants (Q4_K_M -2, Q5_K_M -1;
    Q8_0 and native MXFP4 0), so a bigger model at Q4 beats a smaller one at Q8, and the
-   same model at Q8 beats itself at Q4 when both run at a usable speed.
+   same model at Q8 beats itself at Q4 when both run at a usable speed. Partial offload
+   costs 1.5 points (prompt processing drops by an order of magnitude when layers stay on
+   the CPU), so a model's Q4 fully on the GPU beats its Q5 split across GPU and CPU.
 3. **Then speed.** Ties go to the faster plan (full GPU before partial offload before CPU).
 
 Files that fit but are too slow follow, by the model's quality and then speed (so the
@@ -45,6 +47,8 @@ USABLE_DECODE_TPS: dict[str, float] = {
 DEFAULT_USABLE_TPS = 10.0
 #: Quality penalty of lossier quants (points on the catalog's 0-100 scale).
 QUANT_PENALTY: dict[str, float] = {"Q4_K_M": 2.0, "Q5_K_M": 1.0, "Q6_K": 0.5}
+#: Quality penalty of a plan that splits the layers between GPU and CPU.
+PARTIAL_OFFLOAD_PENALTY = 1.5
 _VERDICT_ORDER = {"full_gpu": 0, "partial": 1, "cpu": 2, "no_fit": 3}
 
 
@@ -56,7 +60,7 @@ class Recommendation:
     candidate: Candidate
     plan: MemoryPlan
     usable: bool  # fits and reaches the use's speed floor
-    quality: float  # the score used for ranking (catalog quality for the use - quant penalty)
+    quality: float  # the ranking score: catalog quality for the use - quant/offload penalties
     reason: str  # one line a user can read: where it runs, how fast, what limits it
 
     @property
@@ -148,6 +152,8 @@ def recommend(
             continue
         usable = fits and p.speed.decode_tokens_per_s >= floor
         quality = cand.model.quality_for(use) - QUANT_PENALTY.get(cand.quant.quant.upper(), 0.0)
+        if p.verdict == "partial":
+            quality -= PARTIAL_OFFLOAD_PENALTY
         if usable:
             key = (0.0, -quality, float(_VERDICT_ORDER[p.verdict]), -p.speed.decode_tokens_per_s)
         else:

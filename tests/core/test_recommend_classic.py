@@ -92,3 +92,16 @@ def test_use_filters_and_kv_type(catalog: Catalog) -> None:
     key = "qwen3-32b:Q4_K_M"
     assert q8[key].plan.kv_bytes < f16[key].plan.kv_bytes
     assert q8[key].to_json()["kv_type"] == "q8_0"
+
+
+def test_full_gpu_quant_beats_a_slightly_better_partial_one(catalog: Catalog) -> None:
+    """On a 24 GB card the 32B's Q4_K_M (all on the GPU) ranks above its Q5_K_M (split)."""
+    recs = recommend(resolve_machine("rtx-4090-64gb"), use="coding", catalog=catalog)
+    by_key = _by_key(recs)
+    q4, q5 = by_key["qwen3-32b:Q4_K_M"], by_key["qwen3-32b:Q5_K_M"]
+    assert (q4.verdict, q5.verdict) == ("full_gpu", "partial")
+    assert q4.rank < q5.rank
+    best = recommend(
+        resolve_machine("rtx-4090-64gb"), use="coding", catalog=catalog, one_per_model=True
+    )
+    assert _by_key(best).get("qwen3-32b:Q4_K_M") is not None
