@@ -619,6 +619,7 @@ class ComparisonSession:
             model=model.label,
             prompt_id=prompt_id,
             est_decode_tps=fp.est_decode_tps if fp else None,
+            est_prefill_tps=fp.est_prefill_tps if fp else None,
             est_memory_bytes=fp.total_bytes if fp else None,
         )
         with self._lock:

@@ -71,6 +71,7 @@ class RunResult:
     check_passed: bool | None = None
     stop_reason: str | None = None
     error: str | None = None
+    est_prefill_tps: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -291,6 +292,7 @@ class ComparisonResult:
         "completion_tokens",
         "peak_memory_bytes",
         "est_decode_tps",
+        "est_prefill_tps",
         "est_memory_bytes",
         "check_passed",
         "vote",
@@ -370,10 +372,15 @@ class ComparisonResult:
                 if r.error:
                     lines += [f"**Error:** {r.error}", ""]
                 else:
+                    peak = r.peak_memory_bytes
+                    est_mem = r.est_memory_bytes
                     lines.append(
-                        f"TTFT {_f(r.ttft_s, 2)} s · prefill {_f(r.prefill_tps)} tok/s · decode "
-                        f"{_f(r.decode_tps)} tok/s (estimate {_f(r.est_decode_tps)}) · "
-                        f"{r.completion_tokens or 0} tokens in {_f(r.total_s, 2)} s"
+                        f"TTFT {_f(r.ttft_s, 2)} s · prefill {_f(r.prefill_tps)} tok/s "
+                        f"(estimate {_f(r.est_prefill_tps, 0)}) · decode {_f(r.decode_tps)} "
+                        f"tok/s (estimate {_f(r.est_decode_tps)}) · "
+                        f"{r.completion_tokens or 0} tokens in {_f(r.total_s, 2)} s · peak memory "
+                        f"{_f(None if peak is None else peak / GB, 2)} GB (estimate "
+                        f"{_f(None if est_mem is None else est_mem / GB, 2)})"
                     )
                     lines += ["", _quote(r.reply), ""]
         return "\n".join(lines).rstrip() + "\n"

@@ -19,7 +19,8 @@ def run_metrics_line(run: RunResult) -> str:
     if run.error:
         return f"Error: {run.error}"
     parts = [f"TTFT {run.ttft_s:.2f} s" if run.ttft_s is not None else "TTFT —"]
-    parts.append(f"prefill {fmt_tokens_per_s(run.prefill_tps)}")
+    est_pp = f" (est. {run.est_prefill_tps:.0f})" if run.est_prefill_tps else ""
+    parts.append(f"prefill {fmt_tokens_per_s(run.prefill_tps)}{est_pp}")
     est = f" (est. {run.est_decode_tps:.1f})" if run.est_decode_tps else ""
     parts.append(f"decode {fmt_tokens_per_s(run.decode_tps)}{est}")
     if run.total_s is not None:
