@@ -420,6 +420,8 @@ class MemoryPlan:
     #: False on integrated CUDA (GB10) with full offload: mmap + a CUDA buffer in the same
     #: memory would hold the weights twice (Ollama passes --load-mode dio there for this).
     use_mmap: bool = True
+    #: Largest context that fits with this plan's placement (CPU-only machines included).
+    max_context: int = 0
     type_v: str = "f16"
     notes: list[str] = field(default_factory=list)
 
@@ -470,6 +472,7 @@ class MemoryPlan:
             "gpu_layers": self.gpu_layers,
             "total_layers": self.total_layers,
             "max_context_full_gpu": self.max_context_full_gpu,
+            "max_context": self.max_context,
             "context": self.context,
             "kv_type": self.kv_type,
             "type_v": self.type_v,
@@ -753,6 +756,7 @@ def plan(
         notes=notes,
     )
     result.max_context_full_gpu = max_context_full_gpu(s, machine, kv_type, flash_attn, n_ubatch)
+    result.max_context = max_context(s, machine, kv_type, flash_attn, n_ubatch, ngl, out_gpu)
     result.speed = estimate_speed(s, machine, result, calibration=calibration)
     return result
 
@@ -761,14 +765,29 @@ def max_context_full_gpu(
     s: ModelSummary, machine: MachineProfile, kv_type: str, flash_attn: bool, n_ubatch: int
 ) -> int:
     """The largest context (a multiple of 256, up to the model's own) with full offload."""
-    b = _budget(machine)
-    if b.gpu_name is None:
+    if _budget(machine).gpu_name is None:
         return 0
+    return max_context(s, machine, kv_type, flash_attn, n_ubatch, s.n_layers, True)
+
+
+def max_context(
+    s: ModelSummary,
+    machine: MachineProfile,
+    kv_type: str,
+    flash_attn: bool,
+    n_ubatch: int,
+    gpu_layers: int,
+    output_on_gpu: bool,
+) -> int:
+    """The largest context (a multiple of 256, up to the model's own) that fits with this
+    placement (0: not even 256 tokens)."""
+    b = _budget(machine)
+    gpu_name = b.gpu_name if (gpu_layers > 0 or output_on_gpu) else None
     limit = s.context_length or 131072
 
     def fits(c: int) -> bool:
         kv = layer_kv_bytes(s, c, kv_type, flash_attn, n_ubatch)
-        return _fits(_place(s, kv, s.n_layers, True, c, flash_attn, n_ubatch, b.gpu_name), b)
+        return _fits(_place(s, kv, gpu_layers, output_on_gpu, c, flash_attn, n_ubatch, gpu_name), b)
 
     if not fits(CTX_PAD):
         return 0

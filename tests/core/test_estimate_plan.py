@@ -109,8 +109,13 @@ def test_verdicts_on_cpu_machines_and_too_small_ones(models: dict[str, ModelSumm
     assert p.max_context_full_gpu == 0
     assert p.llama_params()["n_gpu_layers"] == 0
     tiny = plan(models["32b"], _machine("cpu8"), 8192)
-    assert tiny.verdict == "no_fit"
+    assert tiny.verdict == "no_fit" and tiny.max_context == 0
     assert tiny.speed.decode_tokens_per_s == 0
+    # in 64 GB of RAM a 70B fits, but not at its full 128k context: the plan says how far
+    edge = plan(models["70b"], _machine("cpu64"), 8192).max_context
+    assert 8192 < edge < 131072
+    assert plan(models["70b"], _machine("cpu64"), edge).verdict == "cpu"
+    assert plan(models["70b"], _machine("cpu64"), edge + 256).verdict == "no_fit"
 
 
 def test_max_context_is_the_edge_of_full_offload(models: dict[str, ModelSummary]) -> None:
