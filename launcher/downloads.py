@@ -32,6 +32,7 @@ import os
 import queue
 import random
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -421,9 +422,12 @@ def _fetch(
             headers = dict(ctx.headers)
             headers["Range"] = f"bytes={done}-"
             timeout = httpx2.Timeout(30.0, read=ctx.policy.read_timeout)
-            with ctx.client.stream(
-                "GET", url, headers=headers, follow_redirects=True, timeout=timeout
-            ) as r:
+            with (
+                ctx.client.stream(
+                    "GET", url, headers=headers, follow_redirects=True, timeout=timeout
+                ) as r,
+                _Watchdog(ctx, r),
+            ):
                 status = r.status_code
                 if status in (408, 429) or status >= 500:
                     raise _Transient(
@@ -496,7 +500,13 @@ def _fetch(
                     f"The Hub kept restarting {rf.path}; try again later."
                 ) from None
             continue
-        except (_Transient, httpx2.TransportError) as exc:
+        except LauncherError:
+            raise
+        except Exception as exc:
+            if ctx.cancel.is_set() or ctx.pause.is_set():
+                raise _stopped(ctx, part) from None  # the watchdog closed the stream
+            if not isinstance(exc, _Transient | httpx2.TransportError):
+                raise
             if progressed:
                 attempt = 0
             attempt += 1
@@ -519,6 +529,41 @@ def _fetch(
 
 class _Restart(Exception):
     pass
+
+
+class _Watchdog:
+    """Closes the response when the job is paused or cancelled, so a stalled read ends now.
+
+    Without it, pause/cancel would wait for the next bytes or the read timeout (a minute).
+    """
+
+    def __init__(self, ctx: _Ctx, response: Any) -> None:
+        self._ctx = ctx
+        self._response = response
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="download-watchdog", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(0.1):
+            if self._ctx.cancel.is_set() or self._ctx.pause.is_set():
+                # Closing the response does not wake a thread blocked in recv(); shutting the
+                # socket down does (httpcore exposes it as the "network_stream" extension).
+                with contextlib.suppress(Exception):
+                    stream = self._response.extensions.get("network_stream")
+                    sock = stream.get_extra_info("socket") if stream is not None else None
+                    if sock is not None:
+                        sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(Exception):
+                    self._response.close()
+                return
 
 
 def _interruptible_sleep(ctx: _Ctx, delay: float) -> bool:

@@ -325,3 +325,24 @@ def test_shutdown_during_a_long_retry_after_pauses_and_joins(
     mgr.shutdown()
     assert job.state == JobState.PAUSED and "resumes" in (job.error or "")
     assert not any(t.name.startswith("download-worker") for t in threading.enumerate())
+
+
+def test_cancel_ends_a_stalled_transfer_at_once(
+    hub: LoopbackHub, lib: Library, data: bytes
+) -> None:
+    hub.add_repo(REPO, {NAME: data})
+    choice = _choice()
+    hub.fault(f"{REPO}/{NAME}", "slow", rate=1)  # one KiB, then the server stalls for ~17 min
+    stalled = threading.Event()
+
+    def on_event(ev: object) -> None:
+        if isinstance(ev, DownloadProgress) and ev.bytes_done > 0:
+            stalled.set()
+
+    with DownloadManager(lib, on_event=on_event, disk_margin=0) as mgr:
+        job = mgr.submit(choice)
+        assert stalled.wait(30)
+        mgr.cancel(job.id)
+        # Well inside the one-minute read timeout: the watchdog closed the stalled stream.
+        assert mgr.wait(job.id, 20).state == JobState.CANCELLED
+    assert part_paths(lib.local_path(REPO, NAME))[0].stat().st_size == 1024
