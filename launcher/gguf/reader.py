@@ -435,6 +435,11 @@ def read_model(
         raise GGUFError("No GGUF file given.")
     first = headers[0]
     count = first.get("split.count")
+    if isinstance(count, int) and count > 1 and len(headers) == 1:
+        raise GGUFError(
+            f"{first.source_name} is part {int(first.get('split.no', 0)) + 1} of a model split "
+            f"in {count} files; give the first part with the others next to it."
+        )
     if count is not None and len(headers) > 1:
         if count != len(headers):
             raise GGUFError(

@@ -119,6 +119,8 @@ def test_split_model_is_read_as_one(tmp_path: Path) -> None:
     assert len(model.headers) == 3
     assert sorted(t.name for t in model.tensors) == sorted(t.name for t in ref.tensors)
     assert model.tensor_bytes == ref.tensor_bytes
+    with pytest.raises(GGUFError, match="part 2 of a model split in 3"):
+        read_model([shards[1]])
     shards[2].unlink()
     with pytest.raises(GGUFError):
         read_model(shards[0])
