@@ -160,16 +160,57 @@ def window_property(display: str, window: int, name: str) -> str:
     return line.split("=", 1)[1].strip() if "=" in line else ""
 
 
-def screenshot(display: str, out_png: Path) -> None:
-    """Save the whole screen as PNG (xwd piped through ImageMagick or Qt-free Pillow-less path)."""
-    env = {**os.environ, "DISPLAY": display}
+def screenshot(display: str, out_png: Path, window: int | None = None) -> None:
+    """Save the screen (or one window) as PNG, via ``xwd`` and :func:`xwd_to_png`."""
+    target = ["-id", str(window)] if window else ["-root"]
     xwd = subprocess.run(
-        ["xwd", "-root", "-silent"], capture_output=True, env=env, timeout=30, check=True
+        ["xwd", *target, "-silent"],
+        capture_output=True,
+        env={**os.environ, "DISPLAY": display},
+        timeout=30,
+        check=True,
     ).stdout
-    convert = shutil.which("convert") or shutil.which("magick")
-    if not convert:
-        raise RuntimeError("screenshot needs ImageMagick (apt-get install -y imagemagick)")
-    subprocess.run([convert, "xwd:-", f"png:{out_png}"], input=xwd, check=True, timeout=60)
+    out_png.write_bytes(xwd_to_png(xwd))
+
+
+def xwd_to_png(data: bytes) -> bytes:
+    """Convert a 24/32-bit TrueColor XWD dump (what Xvfb gives) to PNG bytes.
+
+    Hand-written (struct + zlib) so screenshots need neither ImageMagick nor Pillow.
+    """
+    import struct
+    import zlib
+
+    fields = struct.unpack(">25I", data[:100])
+    header_size, width, height = fields[0], fields[4], fields[5]
+    byte_order, bits_per_pixel, bytes_per_line = fields[7], fields[11], fields[12]
+    red_mask, ncolors = fields[14], fields[19]
+    if bits_per_pixel != 32:
+        raise ValueError(f"only 32 bits per pixel XWD is supported (got {bits_per_pixel})")
+    # Byte offsets of R, G, B inside one 4-byte pixel.
+    lsb = byte_order == 0
+    order = (2, 1, 0) if red_mask == 0xFF0000 else (0, 1, 2)
+    if not lsb:
+        order = tuple(3 - i for i in order)
+    start = header_size + 12 * ncolors
+    raw = bytearray()
+    for y in range(height):
+        row = data[start + y * bytes_per_line : start + y * bytes_per_line + 4 * width]
+        rgb = bytearray(3 * width)
+        rgb[0::3], rgb[1::3], rgb[2::3] = row[order[0] :: 4], row[order[1] :: 4], row[order[2] :: 4]
+        raw += b"\x00" + rgb
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(raw), 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 class _XClientMessageEvent(ctypes.Structure):
@@ -219,3 +260,45 @@ def close_window(display: str, window: int) -> None:
         x11.XFlush(dpy)
     finally:
         x11.XCloseDisplay(dpy)
+
+
+def installed_app_screenshot(out_png: Path, settle_s: float = 4.0) -> Path:
+    """Install the bundle for a throwaway user, start it from its menu entry with ``gio launch``
+    (what a double-click does), screenshot the window, close it; return the PNG path."""
+    import tempfile
+
+    import psutil
+
+    why = ensure_x_tools()
+    if why:
+        raise RuntimeError(why)
+    cache = ROOT / ".cache" / "packaging"
+    app = build_bundle(cache / "dist", cache / "work")
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        env = clean_env(home)
+        subprocess.run(["bash", str(app / "install.sh")], env=env, check=True, timeout=300)
+        entry = home / ".local" / "share" / "applications" / "spark-launcher.desktop"
+        with xvfb(1400, 900) as display:
+            gio_env = {**env, "DISPLAY": display, "XDG_DATA_HOME": str(home / ".local" / "share")}
+            subprocess.run(["gio", "launch", str(entry)], env=gio_env, check=True, timeout=60)
+            window = wait_for_window(display, "Spark Launcher")
+            proc = psutil.Process(int(window_property(display, window, "_NET_WM_PID")))
+            try:
+                time.sleep(settle_s)  # let the first views fill in (probe, catalog)
+                screenshot(display, out_png, window)
+                close_window(display, window)
+                proc.wait(60)
+            finally:
+                if proc.is_running():
+                    proc.kill()
+    return out_png
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["screenshot"] or len(sys.argv) != 3:
+        print("usage: python packaging/smoke.py screenshot OUT.png", file=sys.stderr)
+        sys.exit(2)
+    print(installed_app_screenshot(Path(sys.argv[2])))
