@@ -73,6 +73,63 @@ def ghost_bytes(plan: Any, profile: Any) -> dict[str, int]:
     return out
 
 
+# Headers are a few MB each (tokenizer arrays); plan the usual quants, list the rest.
+PLANNED_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0", "MXFP4", "Q6_K")
+MAX_PLANNED_FILES = 4
+
+
+def plan_repo_files(
+    repo: str, profile: Any, context: int, calibration: Any = None
+) -> list[CandidateRow]:
+    """A Hub repository's GGUF choices as rows; the usual quants planned from their headers
+    (read by HTTP Range, no tensor data). Runs on a worker thread."""
+    from types import SimpleNamespace
+
+    from launcher import hub
+    from launcher.catalog import read_remote_model
+    from launcher.errors import LauncherError
+    from launcher.estimate import ModelSummary, plan
+
+    files = hub.list_gguf_files(repo)
+    ranked = sorted(
+        files.choices,
+        key=lambda c: (
+            PLANNED_QUANTS.index(c.quant) if c.quant in PLANNED_QUANTS else len(PLANNED_QUANTS)
+        ),
+    )
+    rows: list[CandidateRow] = []
+    for n, choice in enumerate(ranked):
+        names = [f.path for f in choice.files]
+        p: Any = None
+        params = 0
+        reason = "Not planned: only the usual quants are read from the Hub."
+        if n < MAX_PLANNED_FILES:
+            try:
+                model, _ = read_remote_model(repo, names, files.revision)
+                summary = ModelSummary.from_header(model)
+                params = summary.n_params
+                ctx = min(context, summary.context_length or context)
+                p = plan(summary, profile, ctx, calibration=calibration)
+                reason = f"Planned from the file's header at {ctx} tokens."
+            except LauncherError as exc:
+                reason = f"Could not read its header: {exc}"
+        rec = SimpleNamespace(
+            candidate=SimpleNamespace(
+                model=SimpleNamespace(name=repo.split("/")[-1], params=params, uses=()),
+                quant=SimpleNamespace(
+                    repo=repo,
+                    files=tuple(names),
+                    quant=choice.quant or choice.label,
+                    size_bytes=choice.total_size,
+                ),
+            ),
+            plan=p,
+            reason=reason,
+        )
+        rows.append(candidate_from(rec))
+    return rows
+
+
 class PlannedEngine:
     """An ``EngineClient`` that plans each load for this machine first (on the worker thread).
 
@@ -139,6 +196,7 @@ class AppContext(QObject):
         self._started = False
         self._library: Any = None
         self._calibration_store: Any = None
+        self._expanding: set[str] = set()
         self._downloads_service: Any = None
         self._candidates: list[CandidateRow] = []
         self._model_pids: dict[str, int] = {}
@@ -264,6 +322,7 @@ class AppContext(QObject):
         d.chat_requested.connect(self.open_chat)
         d.starter_requested.connect(self.install_starter)
         d.candidate_hovered.connect(self._on_candidate_hovered)
+        d.expand_requested.connect(self.expand_repo)
         lib = self.library_view
         lib.chat_requested.connect(self.open_chat)
         lib.rescan_requested.connect(self.scan_library)
@@ -382,6 +441,37 @@ class AppContext(QObject):
             ),
             self.discover.set_busy,
         )
+
+    def expand_repo(self, row: CandidateRow) -> None:
+        """Replace a Hub search result by its GGUF files, each planned from its header."""
+        if row.repo in self._expanding or self.profile is None:
+            return
+        self._expanding.add(row.repo)
+        profile, context, calibration = self.profile, self.discover.context, self._calibration()
+        self.discover.set_busy(f"Reading the GGUF headers of {row.repo}…")
+
+        def work() -> list[CandidateRow]:
+            return plan_repo_files(row.repo, profile, context, calibration)
+
+        def done(files: list[CandidateRow]) -> None:
+            self._expanding.discard(row.repo)
+            rows = self.discover.model.rows()
+            at = next((i for i, r in enumerate(rows) if r.key == row.key), None)
+            if at is None:
+                return  # the list changed meanwhile (another search)
+            rows[at : at + 1] = files
+            self.discover.set_candidates(
+                rows, f"{row.repo}: {len(files)} GGUF files, planned for this machine."
+            )
+            self._update_candidate_states()
+            if files:
+                self.discover.select_key(files[0].key)
+
+        def failed(message: str) -> None:
+            self._expanding.discard(row.repo)
+            self.discover.set_busy(message)
+
+        self.network_tasks.submit(work, done, failed)
 
     def _on_view_changed(self, key: str) -> None:
         # The ghost answers "does it fit?" while choosing in Discover; elsewhere it would lie.

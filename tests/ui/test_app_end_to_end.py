@@ -52,7 +52,12 @@ def test_download_chat_stop_unload_with_real_parts(qtbot, app_home, gemma_repo) 
         qtbot.mouseClick(d.search_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: d.model.rowCount() == 1, timeout=20000)
         assert d.model.row_at(0).repo == GEMMA_REPO
+        # Selecting the repository lists its GGUF files, planned from their headers.
         d.table.setCurrentIndex(d.proxy.index(0, 0))
+        qtbot.waitUntil(lambda: d.model.row_at(0).filename == GEMMA_FILE, timeout=20000)
+        assert d.selected().filename == GEMMA_FILE
+        assert d.proxy.index(0, 3).data() in ("Full GPU", "CPU only")
+        assert "weights" in d.proxy.index(0, 4).data()
         assert d.action_button.text() == "Download"
         qtbot.mouseClick(d.action_button, Qt.MouseButton.LeftButton)
         assert window.current_view() == "library"

@@ -65,6 +65,7 @@ class DiscoverView(QWidget):
     chat_requested = Signal(str)  # local path
     starter_requested = Signal()
     candidate_hovered = Signal(object)  # CandidateRow or None
+    expand_requested = Signal(object)  # a Hub repository row: list and plan its files
 
     def __init__(
         self,
@@ -219,6 +220,16 @@ class DiscoverView(QWidget):
             status = status or "Nothing matches these filters on this machine."
         self.status.setText(status)
 
+    def select_key(self, key: str) -> bool:
+        """Select the row with this key (when the filters show it)."""
+        for r in range(self.proxy.rowCount()):
+            index = self.proxy.index(r, 0)
+            row = index.data(CandidateRole.ROW)
+            if row is not None and row.key == key:
+                self.table.setCurrentIndex(index)
+                return True
+        return False
+
     def set_states(self, states: dict[str, tuple[str, object]]) -> None:
         self.model.set_states(states)
 
@@ -259,7 +270,10 @@ class DiscoverView(QWidget):
 
     def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self._refresh_details()
-        self.candidate_hovered.emit(self._row_at(current))
+        row = self._row_at(current)
+        self.candidate_hovered.emit(row)
+        if row is not None and row.repo and not row.filename:
+            self.expand_requested.emit(row)
 
     def _on_button_clicked(self, index: QModelIndex) -> None:
         self.table.setCurrentIndex(index)
