@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from launcher.calibration import CalibrationStore, machine_key
 from launcher.engine import EngineClient, EngineParams, ReplyFinished, Sampling
@@ -10,6 +12,20 @@ from launcher.engine.calibrate import model_key
 from launcher.estimate import ModelSummary, plan
 from launcher.gguf.reader import read_model
 from launcher.hardware import probe
+
+
+class _OneThread:
+    """A MemoryPlan as the engine sees it (duck-typed), pinned to one thread: the test
+    machine's cores are shared and llama.cpp's spinning threads slow down under contention."""
+
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+
+    def llama_params(self) -> dict[str, Any]:
+        return {**self.plan.llama_params(), "n_threads": 1}
+
+    def calibration_settings(self) -> dict[str, Any]:
+        return dict(self.plan.calibration_settings())
 
 
 def test_a_planned_load_and_its_replies_make_the_estimate_measured(
@@ -20,10 +36,11 @@ def test_a_planned_load_and_its_replies_make_the_estimate_measured(
     summary = ModelSummary.from_header(read_model(gemma_path))
     memory_plan = plan(summary, machine, ctx=1024, flash_attn=False)
     assert memory_plan.speed.basis != "measured"
-    client = EngineClient(calibration=store)  # machine key: this machine, probed
+    client = EngineClient(calibration=store, machine_key=machine_key(machine))
     try:
-        loaded = client.load(gemma_path, memory_plan)
-        assert loaded.params == EngineParams.from_plan(memory_plan).resolved()
+        loaded = client.load(gemma_path, _OneThread(memory_plan))
+        expected = dataclasses.replace(EngineParams.from_plan(memory_plan), n_threads=1)
+        assert loaded.params == expected.resolved()  # exactly the plan's settings
         done = None
         for ev in client.complete("1, 2, 3, 4, 5,", Sampling(max_tokens=12, temperature=0)):
             if isinstance(ev, ReplyFinished):
