@@ -70,14 +70,18 @@ class ModelHostWorker(QObject):
     def __init__(self, engine: EngineLike) -> None:
         super().__init__()
         self.engine = engine
+        self.loading = False  # read by ModelHost.shutdown on the GUI thread
 
     @Slot(str, object)
     def on_load(self, path: str, plan: object) -> None:
+        self.loading = True
         try:
             loaded = self.engine.load(path, plan, on_progress=self._on_progress)
         except Exception as exc:
             self._report(exc)
             return
+        finally:
+            self.loading = False
         self.load_finished.emit(loaded)
 
     def _on_progress(self, progress: object) -> None:
@@ -185,6 +189,10 @@ class ModelHost(QObject):
         self._shut_down = True
         try:
             self.engine.cancel()
+            if self.worker.loading:
+                # A load does not poll the stop flag and can take minutes for a big model:
+                # end the host process now, so the load returns at once and wait() is short.
+                self.engine.unload()
         except Exception:
             traceback.print_exc()
         self.thread.quit()

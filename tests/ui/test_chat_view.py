@@ -159,3 +159,17 @@ def test_system_prompt_and_preset_reach_the_model(qtbot, chat, engine) -> None:
         chat.session.send("hi")
     assert engine.prompts[0][0] == {"role": "system", "content": "Answer like a pirate."}
     assert engine.sampling[0]["temperature"] == 0.2
+
+
+def test_unload_during_a_slow_load_ends_the_host_at_once(qtbot, chat, engine) -> None:
+    engine.slow_load = True
+    qtbot.mouseClick(chat.load_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(engine.load_started.is_set, timeout=5000)
+    assert chat.load_button.text() == "Unload"
+    qtbot.mouseClick(chat.load_button, Qt.MouseButton.LeftButton)  # unload while loading
+    assert chat.session.host is None
+    assert chat.session.state == "unloaded"
+    assert engine.unloaded >= 1
+    assert engine.loaded_paths == []  # the load was abandoned, not finished
+    qtbot.wait(50)  # let the abandoned load's queued "failed" arrive: it must be ignored
+    assert chat.model_status.text() == "No model loaded"

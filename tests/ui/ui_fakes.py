@@ -54,12 +54,22 @@ class FakeEngine:
         self.prompts: list[list[dict[str, str]]] = []
         self.sampling: list[Any] = []
         self.started = threading.Event()
+        self.slow_load = False  # load blocks until unload() ends the "host"
+        self.load_started = threading.Event()
+        self._host_ended = threading.Event()
 
     def load(self, path: str, plan: Any = None, on_progress: Any = None) -> Loaded:
         if self.fail_load:
             from launcher.errors import ModelLoadError
 
             raise ModelLoadError(self.fail_load)
+        if self.slow_load:
+            self._host_ended.clear()
+            self.load_started.set()
+            if self._host_ended.wait(30):
+                from launcher.errors import ModelLoadError
+
+                raise ModelLoadError("The model host ended while loading.")
         if on_progress is not None:
             on_progress(LoadProgress(0.5))
             on_progress(LoadProgress(1.0))
@@ -103,3 +113,4 @@ class FakeEngine:
 
     def unload(self) -> None:
         self.unloaded += 1
+        self._host_ended.set()

@@ -167,7 +167,8 @@ class ChatSession(QObject):
         self.model_path = path
         self.plan = self._plan_for(path) if self._plan_for else None
         host = self._host_factory()
-        host.worker.load_progress.connect(self.load_progressed)
+        # Bound methods of this QObject: Qt queues them to the GUI thread.
+        host.worker.load_progress.connect(self._on_load_progress)
         host.worker.load_finished.connect(self._on_load_finished)
         host.worker.token_received.connect(self._on_tokens)
         host.worker.reply_finished.connect(self._on_reply_finished)
@@ -191,8 +192,20 @@ class ChatSession(QObject):
             self.model_unloaded.emit(path)
         self._set_state("unloaded")
 
+    def _stale(self) -> bool:
+        """Whether the signal being handled comes from a host that was already unloaded.
+
+        (A sender already deleted reads as ``None``: its host is gone, so it is stale too.)
+        """
+        sender = self.sender()
+        return self.host is None or sender is not self.host.worker
+
+    def _on_load_progress(self, fraction: float) -> None:
+        if not self._stale():
+            self.load_progressed.emit(fraction)
+
     def _on_load_finished(self, loaded: object) -> None:
-        if self.host is None:
+        if self._stale() or self.host is None:
             return  # unloaded while it was loading
         self.loaded = loaded
         # An engine that planned the load itself keeps the plan: show replies against it.
@@ -238,7 +251,7 @@ class ChatSession(QObject):
         self.host.chat(messages, self.conversation.sampling())
 
     def _on_tokens(self, text: str) -> None:
-        if self._reply is None:
+        if self._reply is None or self._stale():
             return
         self._reply.content += text
         self.reply_text_received.emit(text)
@@ -246,7 +259,7 @@ class ChatSession(QObject):
             self._save()
 
     def _on_reply_finished(self, event: object) -> None:
-        if self._reply is None:
+        if self._reply is None or self._stale():
             return
         metrics = metrics_from(event, self.loaded, self.plan)
         stopped = metrics.get("stop_reason") in ("cancelled", "canceled", "cancel", "stopped")
@@ -264,6 +277,8 @@ class ChatSession(QObject):
             self._set_state("ready")
 
     def _on_failed(self, message: str) -> None:
+        if self._stale():
+            return
         if self._reply is not None:
             self._end_reply(incomplete=True)
             self._add_error(message)
@@ -277,6 +292,8 @@ class ChatSession(QObject):
         self.error_reported.emit(message)
 
     def _on_crashed(self, message: str) -> None:
+        if self._stale():
+            return
         if self._reply is not None:
             self._end_reply(incomplete=True)
         self._add_error(message)
