@@ -19,6 +19,7 @@ from launcher.downloads import (
     DownloadProgress,
     DownloadRetrying,
     FileVerified,
+    RetryPolicy,
     download_choice,
 )
 from launcher.errors import HubError
@@ -35,6 +36,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--quant", help="the quantisation to fetch, e.g. Q4_K_M")
     g.add_argument("--file", help="the exact file name to fetch")
     p.add_argument("--revision", help="a branch or commit (default: main)")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=RetryPolicy.max_attempts,
+        help="retries in a row without progress before giving up (default %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=handler)
 
@@ -76,7 +83,8 @@ def handler(args: argparse.Namespace) -> int:
     result: list[dict[str, Any]] = []
     t0 = time.monotonic()
     try:
-        for ev in download_choice(choice, library):
+        policy = RetryPolicy(max_attempts=max(0, args.retries))
+        for ev in download_choice(choice, library, policy=policy):
             if isinstance(ev, DownloadProgress) and tty:
                 print(_bar(ev), end="", file=sys.stderr, flush=True)
             elif isinstance(ev, DownloadRetrying) and not args.json:
