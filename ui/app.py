@@ -499,7 +499,7 @@ class AppContext(QObject):
         def work() -> list[Any]:
             return [local_model_from(m) for m in self._library_obj().scan()]
 
-        self.local_tasks.submit(work, self._on_library, self.chat._show_error)
+        self.local_tasks.submit(work, self._on_library, self.library_view.show_message)
 
     def _on_library(self, rows: list[Any]) -> None:
         self.local_models.set_rows(rows)
@@ -513,7 +513,11 @@ class AppContext(QObject):
                 return "That model is no longer on disk."
             return str(lib.delete(model).message)
 
-        self.local_tasks.submit(work, lambda _msg: self.scan_library(), self.chat._show_error)
+        def done(message: str) -> None:
+            self.library_view.show_message(message)
+            self.scan_library()
+
+        self.local_tasks.submit(work, done, self.library_view.show_message)
 
     def _update_candidate_states(self) -> None:
         local = {Path(r.path).name: r.path for r in self.local_models.rows()}

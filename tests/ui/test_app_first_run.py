@@ -47,5 +47,16 @@ def test_offline_first_run_recommends_and_the_starter_chats(qtbot, app_home, off
         qtbot.waitUntil(lambda: ctx.local_models.rowCount() == 1, timeout=20000)
         with qtbot.waitSignal(ctx.session.reply_ended, timeout=10000):
             ctx.session.send("hello")
+
+        # Unload, then delete it from the Library: the space it frees is reported.
+        ctx.session.unload_model()
+        ctx.window.show_view("library")
+        lib = ctx.library_view
+        lib.table.setCurrentIndex(ctx.local_models.index(0, 0))
+        assert lib.delete_button.isEnabled()
+        qtbot.mouseClick(lib.delete_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: ctx.local_models.rowCount() == 0, timeout=20000)
+        assert "GB freed" in lib.message.text()
+        assert not path.exists()
     finally:
         ctx.window.close()

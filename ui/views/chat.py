@@ -152,7 +152,7 @@ class ChatView(QWidget):
         session.conversation_removed.connect(self.conversations.remove)
         session.model_state_changed.connect(self._on_model_state)
         session.load_progressed.connect(lambda f: self.load_progress.setValue(int(f * 100)))
-        session.error_reported.connect(self._show_error)
+        session.error_reported.connect(self.show_error)
 
         self.conversations.set_items(session.list_conversations())
         self._show_conversation(session.conversation)
@@ -173,7 +173,7 @@ class ChatView(QWidget):
             return
         row = self.model_picker.currentIndex()
         if row < 0:
-            self._show_error("Pick a model first (download one in Discover).")
+            self.show_error("Pick a model first (download one in Discover).")
             return
         path = self.local_models.index(row, 0).data(LocalModelRole.PATH)
         self.session.load_model(path)
@@ -182,7 +182,7 @@ class ChatView(QWidget):
         if self.session.send(text):
             self.input.clear()
         elif self.session.state != "ready" and self.session.state != "busy":
-            self._show_error("Load a model first.")
+            self.show_error("Load a model first.")
 
     def _on_conversation_clicked(self, index: QModelIndex) -> None:
         self.session.open_conversation(self.conversations.id_at(index.row()))
@@ -235,6 +235,6 @@ class ChatView(QWidget):
             }.get(state, state)
         )
 
-    def _show_error(self, message: str) -> None:
+    def show_error(self, message: str) -> None:
         self.model_status.setText(message)
         self.model_status.setToolTip(message)

@@ -53,6 +53,8 @@ class LibraryView(QWidget):
         self.folder_label.setProperty("role", "hint")
         self.summary = QLabel("")
         self.summary.setProperty("role", "hint")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
 
         self.table = QTableView()
         self.table.setModel(local_models)
@@ -83,6 +85,7 @@ class LibraryView(QWidget):
         top_layout.addWidget(title)
         top_layout.addWidget(self.folder_label)
         top_layout.addWidget(self.summary)
+        top_layout.addWidget(self.message)
         top_layout.addWidget(self.table, 1)
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         top_layout.addWidget(self.empty_label, 1)
@@ -135,7 +138,13 @@ class LibraryView(QWidget):
             model.dataChanged.connect(self._refresh_buttons)
         self.table.selectionModel().selectionChanged.connect(self._refresh_buttons)
         self.download_list.selectionModel().selectionChanged.connect(self._refresh_buttons)
+        self.show_message("")
         self._refresh()
+
+    def show_message(self, text: str) -> None:
+        """A result or an error for the user (deleted, freed space, scan failed, ...)."""
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
 
     def _selected_path(self) -> str | None:
         index = self.table.currentIndex()
