@@ -91,11 +91,11 @@ def build_llama_bench() -> Path:
     return exe
 
 
-def native(exe: Path, model: Path) -> dict[str, float]:
+def native(exe: Path, model: Path, n_prompt: int) -> dict[str, float]:
     """llama-bench: decode t/s (tg), prefill t/s (pp) and its own load time."""
     t0 = time.perf_counter()
     out = subprocess.run(
-        [str(exe), "-m", str(model), "-p", str(N_PROMPT), "-n", str(N_GEN), "-t", str(_threads()),
+        [str(exe), "-m", str(model), "-p", str(n_prompt), "-n", str(N_GEN), "-t", str(_threads()),
          "-ngl", str(NGL), "-r", str(REPEAT), "-o", "json", "-fa", "0"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
@@ -103,17 +103,16 @@ def native(exe: Path, model: Path) -> dict[str, float]:
     rows = json.loads(out.stdout)
     tg = next(r for r in rows if r["n_gen"] > 0)
     pp = next(r for r in rows if r["n_prompt"] > 0)
+    tg_tok_s, pp_s = 1 / float(tg["avg_ts"]), n_prompt / float(pp["avg_ts"])
+    # llama-bench loads the model once, then runs a pp warm-up, REPEAT pp runs, a one-token
+    # tg warm-up and REPEAT tg runs: its load time is what is left of the wall time.
+    runs = (REPEAT + 1) * pp_s + (REPEAT * N_GEN + 1) * tg_tok_s
     return {
         "decode": float(tg["avg_ts"]),
         "prefill": float(pp["avg_ts"]),
-        # llama-bench loads once and runs warm-up + REPEAT x (pp + tg); its load time is
-        # what is left of the wall time once the runs are taken out.
-        "load_s": max(
-            0.0,
-            wall - (REPEAT + 1) * (N_GEN / float(tg["avg_ts"]) + N_PROMPT / float(pp["avg_ts"])),
-        ),
-        # Native TTFT for this prompt: evaluate N_PROMPT tokens, sample one.
-        "ttft_s": N_PROMPT / float(pp["avg_ts"]) + 1 / float(tg["avg_ts"]),
+        "load_s": max(0.0, wall - runs),
+        # Native TTFT for this prompt: evaluate the prompt, then one decode step.
+        "ttft_s": pp_s + tg_tok_s,
     }
 
 
@@ -143,10 +142,10 @@ print(json.dumps({"decode": sorted(rates[1:])[len(rates[1:]) // 2], "load_s": lo
 """
 
 
-def bare(model: Path) -> dict[str, float]:
+def bare(model: Path, n_prompt: int) -> dict[str, float]:
     """A plain ``Llama.generate`` loop in a fresh interpreter (the high-level API's cost)."""
     out = subprocess.run(
-        [sys.executable, "-c", _BARE, str(model), str(N_PROMPT), str(N_GEN), str(_threads()),
+        [sys.executable, "-c", _BARE, str(model), str(n_prompt), str(N_GEN), str(_threads()),
          str(NGL), str(REPEAT)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
@@ -165,9 +164,10 @@ def engine(model: Path) -> dict[str, float]:
             EngineParams(n_ctx=1024, n_threads=_threads(), n_gpu_layers=NGL, flash_attn=False),
         )
         load_s = time.perf_counter() - t0
-        # A prompt of exactly N_PROMPT tokens, like llama-bench's: counting numbers.
-        prompt = " ".join(str(i) for i in range(N_PROMPT))
+        # About N_PROMPT tokens; the count actually evaluated is passed on to llama-bench.
+        prompt = "hello" + " world" * (N_PROMPT - 2)
         decode, ttft, prefill = [], [], []
+        prompt_tokens = 0
         sampling = Sampling(max_tokens=N_GEN + 1, temperature=0, cache_prompt=False)
         for _ in range(REPEAT + 1):
             done = None
@@ -178,6 +178,7 @@ def engine(model: Path) -> dict[str, float]:
             decode.append(done.metrics.decode_tokens_per_s)
             ttft.append(done.metrics.ttft_s)
             prefill.append(done.metrics.prefill_tokens_per_s)
+            prompt_tokens = done.metrics.prompt_tokens
         # Cancel latency: cancel() from another thread after a few tokens, until the stream
         # reports ReplyFinished.
         latencies = []
@@ -201,6 +202,7 @@ def engine(model: Path) -> dict[str, float]:
             "cancel_s": median(latencies),
             "cancel_max_s": max(latencies),
             "per_token_s": 1 / median(decode[1:]),
+            "prompt_tokens": prompt_tokens,
         }
     finally:
         client.unload()
@@ -209,9 +211,10 @@ def engine(model: Path) -> dict[str, float]:
 def run() -> str:
     model = model_path()
     exe = build_llama_bench()
-    nat = native(exe, model)
-    bar = bare(model)
     eng = engine(model)
+    n_prompt = int(eng["prompt_tokens"])
+    nat = native(exe, model, n_prompt)
+    bar = bare(model, n_prompt)
     rows = [
         ["(a) EngineClient", eng["decode"], eng["decode"] / nat["decode"]],
         [
@@ -229,13 +232,13 @@ def run() -> str:
     return "\n\n".join(
         [
             f"Model: Gemma 3 270M Q4_K_M, {_threads()} threads, GPU layers {NGL}, context 1024, "
-            f"{N_PROMPT}-token prompt, {N_GEN} generated tokens, median of {REPEAT} runs after a "
+            f"{n_prompt}-token prompt, {N_GEN} generated tokens, median of {REPEAT} runs after a "
             "warm-up; `llama-bench` built from the llama.cpp vendored in the llama-cpp-python "
             f"{VERSION} sdist with the same CMake flags as the installed library.",
             table(["decode path", "tokens/s", "ratio to native"], rows),
             table(["", "EngineClient", "native", "ratio"], rows2),
             "Native load time is llama-bench's wall time minus its runs; native TTFT is "
-            f"{N_PROMPT} prompt tokens at its pp speed plus one token at its tg speed. The "
+            f"{n_prompt} prompt tokens at its pp speed plus one token at its tg speed. The "
             "engine's load time includes starting the host process (spawn, imports).",
             table(
                 ["cancel latency", "seconds", "in tokens"],
