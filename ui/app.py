@@ -168,6 +168,10 @@ class PlannedEngine:
     def cancel(self) -> None:
         self.client.cancel()
 
+    def memory(self) -> tuple[int, int | None]:
+        """(RSS, GPU bytes) of the host now: what the reply's metrics show."""
+        return tuple(self.client.memory())  # type: ignore[return-value]
+
     def unload(self) -> None:
         self.client.unload()
 

@@ -63,6 +63,7 @@ class ModelHostWorker(QObject):
     load_finished = Signal(object)  # the engine's Loaded info
     token_received = Signal(str)  # one or more tokens' text, coalesced
     reply_finished = Signal(object)  # ReplyFinished (metrics), also after a stop
+    memory_measured = Signal(object)  # bytes the model host holds (RSS + GPU), after a reply
     failed = Signal(str)  # a load or chat error, as the message to show
     crashed = Signal(str)  # the model host process died; the message says why
     unloaded = Signal()
@@ -106,6 +107,7 @@ class ModelHostWorker(QObject):
                     self.token_received.emit("".join(pending))
                     pending.clear()
                 if kind == "ReplyFinished":
+                    self._measure_memory()
                     self.reply_finished.emit(event)
                 elif kind == "HostCrashed":
                     self.crashed.emit(_crash_message(event))
@@ -114,6 +116,17 @@ class ModelHostWorker(QObject):
             if pending:
                 self.token_received.emit("".join(pending))
             self._report(exc)
+
+    def _measure_memory(self) -> None:
+        memory = getattr(self.engine, "memory", None)
+        if memory is None:
+            return
+        try:
+            rss, gpu = memory()
+        except Exception:
+            return  # a number we cannot read is left out, never a failed reply
+        if rss:
+            self.memory_measured.emit(int(rss) + int(gpu or 0))
 
     @Slot()
     def on_unload(self) -> None:

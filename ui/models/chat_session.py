@@ -93,6 +93,7 @@ class ChatSession(QObject):
         self.state = "unloaded"
         self.conversation = self._new_conversation()
         self._reply: ChatMessage | None = None
+        self._memory_bytes: int | None = None  # the host's footprint after the last reply
         self._last_save = 0.0
 
     # ------------------------------------------------------------------ conversations
@@ -171,10 +172,12 @@ class ChatSession(QObject):
         host.worker.load_progress.connect(self._on_load_progress)
         host.worker.load_finished.connect(self._on_load_finished)
         host.worker.token_received.connect(self._on_tokens)
+        host.worker.memory_measured.connect(self._on_memory_measured)
         host.worker.reply_finished.connect(self._on_reply_finished)
         host.worker.failed.connect(self._on_failed)
         host.worker.crashed.connect(self._on_crashed)
         self.host = host
+        self._memory_bytes = None
         self._set_state("loading")
         host.load(path, self.plan)
 
@@ -258,10 +261,16 @@ class ChatSession(QObject):
         if time.monotonic() - self._last_save > SAVE_INTERVAL_S:
             self._save()
 
+    def _on_memory_measured(self, memory_bytes: int) -> None:
+        if not self._stale():
+            self._memory_bytes = int(memory_bytes)
+
     def _on_reply_finished(self, event: object) -> None:
         if self._reply is None or self._stale():
             return
         metrics = metrics_from(event, self.loaded, self.plan)
+        if self._memory_bytes is not None:
+            metrics["memory_bytes"] = self._memory_bytes
         stopped = metrics.get("stop_reason") in ("cancelled", "canceled", "cancel", "stopped")
         self._reply.metrics = metrics
         self._end_reply(incomplete=stopped)
