@@ -15,7 +15,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from launcher.errors import HostCrashedError
 
 StopReason = Literal["eos", "stop", "length", "context_full", "cancelled"]
 
@@ -240,6 +243,13 @@ class HostCrashed:
     exit_code: int | None
     last_log_lines: tuple[str, ...]
     likely_cause: str
+
+    def as_error(self) -> HostCrashedError:
+        """This crash as an exception, for callers that prefer raising to an event."""
+        from launcher.errors import HostCrashedError
+
+        code = "" if self.exit_code is None else f" (exit code {self.exit_code})"
+        return HostCrashedError(f"The model stopped unexpectedly{code}. {self.likely_cause}")
 
 
 Event = Token | ReplyFinished | HostCrashed

@@ -485,8 +485,9 @@ def host_main(conn: Any, cancel: Any, log_path: str) -> None:
     # (cancel a reply, quit), so the host ignores it. The app ends the host explicitly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
+    for std in (1, 2):  # C-level writes (llama.cpp aborts) land in the log file too
+        with contextlib.suppress(OSError):
+            os.dup2(fd, std)
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115

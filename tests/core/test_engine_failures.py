@@ -121,6 +121,7 @@ def test_host_dying_mid_reply_is_reported_and_the_client_loads_again(
         assert any("llama" in line or "load" in line for line in crash.last_log_lines)
         assert len(kept) >= 2
         assert client.last_crash == crash
+        assert cause in str(crash.as_error())
         assert client.pid is None and not client.is_loaded
         assert not psutil.pid_exists(loaded.pid)
         # The client is usable: a new host loads and answers.
