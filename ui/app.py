@@ -331,6 +331,7 @@ class AppContext(QObject):
         lib.chat_requested.connect(self.open_chat)
         lib.rescan_requested.connect(self.scan_library)
         lib.delete_requested.connect(self.delete_model)
+        lib.import_requested.connect(self.import_model)
         lib.pause_requested.connect(lambda i: self._download_call("pause", i))
         lib.resume_requested.connect(lambda i: self._download_call("resume", i))
         lib.cancel_requested.connect(lambda i: self._download_call("cancel", i))
@@ -516,6 +517,19 @@ class AppContext(QObject):
             if model is None:
                 return "That model is no longer on disk."
             return str(lib.delete(model).message)
+
+        def done(message: str) -> None:
+            self.library_view.show_message(message)
+            self.scan_library()
+
+        self.local_tasks.submit(work, done, self.library_view.show_message)
+
+    def import_model(self, path: str) -> None:
+        """Register a GGUF from anywhere (read in place, never copied)."""
+
+        def work() -> str:
+            model = self._library_obj().import_file(path)
+            return f"Imported {model.name}; it is used where it is ({model.path})."
 
         def done(message: str) -> None:
             self.library_view.show_message(message)

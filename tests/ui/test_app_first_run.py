@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 
 from launcher.machines import load_reference
 from launcher.paths import AppPaths
+from tests.support.hub_fixtures import make_gguf
 from tests.ui.ui_fakes import FakeEngine
 from ui.app import AppContext
 
@@ -58,5 +59,20 @@ def test_offline_first_run_recommends_and_the_starter_chats(qtbot, app_home, off
         qtbot.waitUntil(lambda: ctx.local_models.rowCount() == 0, timeout=20000)
         assert "GB freed" in lib.message.text()
         assert not path.exists()
+
+        # A GGUF from anywhere is imported in place; a file that is not a GGUF is refused.
+        outside = app_home.parent / "elsewhere" / "tiny.gguf"
+        outside.parent.mkdir()
+        outside.write_bytes(make_gguf(name="tiny"))
+        lib.import_requested.emit(str(outside))
+        qtbot.waitUntil(lambda: ctx.local_models.rowCount() == 1, timeout=20000)
+        assert "used where it is" in lib.message.text()
+        assert ctx.local_models.rows()[0].path == str(outside)
+        bad = outside.with_name("notes.gguf")
+        bad.write_text("not a model")
+        lib.import_requested.emit(str(bad))
+        qtbot.waitUntil(lambda: "Imported" not in lib.message.text(), timeout=20000)
+        assert "GGUF" in lib.message.text()
+        assert ctx.local_models.rowCount() == 1
     finally:
         ctx.window.close()

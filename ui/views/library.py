@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -31,6 +32,7 @@ class LibraryView(QWidget):
     chat_requested = Signal(str)  # path
     rescan_requested = Signal()
     delete_requested = Signal(str)  # path (ours only)
+    import_requested = Signal(str)  # a .gguf path from anywhere (used in place)
     pause_requested = Signal(str)  # download id
     resume_requested = Signal(str)
     cancel_requested = Signal(str)
@@ -74,10 +76,13 @@ class LibraryView(QWidget):
         self.chat_button = QPushButton("Chat with it")
         self.delete_button = QPushButton("Delete")
         self.rescan_button = QPushButton("Rescan")
+        self.import_button = QPushButton("Import .gguf…")
+        self.import_button.setToolTip("Add a GGUF file from anywhere; it is used where it is.")
         local_buttons = QHBoxLayout()
         local_buttons.addWidget(self.chat_button)
         local_buttons.addWidget(self.delete_button)
         local_buttons.addStretch(1)
+        local_buttons.addWidget(self.import_button)
         local_buttons.addWidget(self.rescan_button)
         top = QWidget()
         top_layout = QVBoxLayout(top)
@@ -127,6 +132,7 @@ class LibraryView(QWidget):
         self.table.doubleClicked.connect(lambda _i: self._on_chat())
         self.delete_button.clicked.connect(self._on_delete)
         self.rescan_button.clicked.connect(self.rescan_requested)
+        self.import_button.clicked.connect(self._on_import)
         self.pause_button.clicked.connect(lambda: self._on_download_action(self.pause_requested))
         self.resume_button.clicked.connect(lambda: self._on_download_action(self.resume_requested))
         self.cancel_button.clicked.connect(lambda: self._on_download_action(self.cancel_requested))
@@ -160,6 +166,13 @@ class LibraryView(QWidget):
         path = self._selected_path()
         if path:
             self.chat_requested.emit(path)
+
+    def _on_import(self) -> None:
+        path, _filter = QFileDialog.getOpenFileName(
+            self, "Import a GGUF model", "", "GGUF models (*.gguf)"
+        )
+        if path:
+            self.import_requested.emit(path)
 
     def _on_delete(self) -> None:
         index = self.table.currentIndex()
