@@ -12,8 +12,14 @@ from ui.models.rows import CheckRow
 
 Index = QModelIndex | QPersistentModelIndex
 HEADERS = ("", "Check", "Found", "Fix")
-_SYMBOLS = {"ok": "✔", "warn": "⚠", "fail": "✖", "info": "○"}
-_COLOURS = {"ok": "#2da44e", "warn": "#bf8700", "fail": "#cf222e", "info": "#0969da"}
+_SYMBOLS = {"ok": "✔", "warn": "⚠", "fail": "✖", "info": "○", "skip": "–"}
+_COLOURS = {
+    "ok": "#2da44e",
+    "warn": "#bf8700",
+    "fail": "#cf222e",
+    "info": "#0969da",
+    "skip": "#808080",
+}
 
 
 class CheckRole(IntEnum):
@@ -59,6 +65,8 @@ class CheckModel(QAbstractTableModel):
             return row
         if role == CheckRole.STATUS:
             return row.status
+        if role == Qt.ItemDataRole.ToolTipRole and col == 0:
+            return {"skip": "Not applicable here"}.get(row.status, row.status)
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return (_SYMBOLS.get(row.status, "?"), row.name, row.detail, row.fix or "—")[col]
         if role == Qt.ItemDataRole.ForegroundRole and col == 0:
