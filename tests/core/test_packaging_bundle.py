@@ -116,6 +116,17 @@ def test_bundle_runs_gemma_in_a_model_host(exe: Path, tmp_path: Path, gemma_path
     assert "France" in result["text"]
 
 
+def test_bundle_bench_command_measures_gemma(exe: Path, tmp_path: Path, gemma_path: Path) -> None:
+    # The public CLI path a user would run: discovered command, model host, real numbers.
+    out = _run(
+        exe, "bench", str(gemma_path), "--tokens", "8", "--ctx", "512", "--json", home=tmp_path
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["generated_tokens"] == 8
+    assert result["decode_tokens_per_s"] > 0 and result["ttft_s"] > 0
+
+
 def test_bundle_opens_a_real_window_and_closes_it(exe: Path, tmp_path: Path, x_tools: None) -> None:
     wm_class = next(
         line.split("=", 1)[1] for line in DESKTOP.read_text().splitlines()
