@@ -53,7 +53,7 @@ _QUANT_RE = re.compile(
 )
 _SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
+_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{20,}")  # real tokens: hf_ + 34; not hf_hub_…
 
 
 # ---------------------------------------------------------------------- endpoint and token

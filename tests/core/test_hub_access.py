@@ -142,7 +142,7 @@ def test_token_is_stored_like_hf_auth_login_and_env_wins(
     assert get_token() == "hf_StoredToken000000000000000"
     monkeypatch.setenv("HF_TOKEN", "hf_EnvToken1111111111111111")
     assert get_token() == "hf_EnvToken1111111111111111"
-    assert redact("Bearer hf_EnvToken1111111111111111 and hf_Other22222222222") == (
+    assert redact("Bearer hf_EnvToken1111111111111111 and hf_Other2222222222222222222222") == (
         "Bearer hf_*** and hf_***"
     )
     with pytest.raises(HubAccessError):
