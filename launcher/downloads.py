@@ -241,6 +241,49 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
     return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
 
 
+@dataclass(frozen=True)
+class PendingDownload:
+    """An unfinished download found on disk (after a restart), ready to be resumed."""
+
+    repo_id: str
+    path: str
+    revision: str | None
+    size: int
+    bytes_kept: int
+    part: Path
+
+    def choice(self, token: str | None = None) -> ModelChoice:
+        """Look the file up on the Hub again (a split file brings its whole set)."""
+        from launcher.hub import list_gguf_files
+
+        return list_gguf_files(self.repo_id, token=token).choose(filename=self.path)
+
+
+def pending_downloads(library: Library) -> list[PendingDownload]:
+    """Unfinished downloads in the models folder (their sidecars), e.g. to offer "Resume"."""
+    out: list[PendingDownload] = []
+    root = library.models_dir
+    if not root.is_dir():
+        return out
+    for sidecar in sorted(root.rglob("*.gguf.part.json")):
+        meta = read_json(sidecar, None)
+        part = sidecar.with_name(sidecar.name.removesuffix(".json"))
+        if not isinstance(meta, dict) or not part.exists():
+            continue
+        try:
+            repo_id, path, size = str(meta["repo_id"]), str(meta["path"]), int(meta["size"])
+            if library.local_path(repo_id, path) != part.with_name(part.name[: -len(".part")]):
+                continue  # a sidecar that does not describe the file beside it
+        except (KeyError, TypeError, ValueError, LauncherError):
+            continue
+        rev = meta.get("revision")
+        kept = min(part.stat().st_size, size)
+        out.append(
+            PendingDownload(repo_id, path, rev if isinstance(rev, str) else None, size, kept, part)
+        )
+    return out
+
+
 def _check_space(dest: Path, need: int, margin: int) -> None:
     probe = dest.parent
     while not probe.exists() and probe.parent != probe:

@@ -22,6 +22,7 @@ from launcher.downloads import (
     RetryPolicy,
     download_choice,
     part_paths,
+    pending_downloads,
 )
 from launcher.errors import (
     ChecksumMismatch,
@@ -114,9 +115,13 @@ def test_persistent_failure_keeps_partial_data_and_resumes_later(
     assert part.stat().st_size == 1_500_000 and sidecar.exists() and not dest.exists()
     hub.clear_faults()
     hub.reset_counters()
-    events = _run(lib, choice)
+    # After a restart the app finds the unfinished download and resumes it.
+    [pending] = pending_downloads(Library(roots=DiscoveryRoots()))
+    assert (pending.repo_id, pending.path, pending.bytes_kept) == (REPO, NAME, 1_500_000)
+    events = _run(lib, pending.choice())
     assert isinstance(events[-1], DownloadFinished) and dest.read_bytes() == data
     assert hub.bytes_served[f"{REPO}/{NAME}"] == len(data) - 1_500_000
+    assert pending_downloads(lib) == []
 
 
 def test_corrupt_body_is_set_aside_not_deleted_and_never_listed(
