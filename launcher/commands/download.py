@@ -74,12 +74,12 @@ def handler(args: argparse.Namespace) -> int:
         else:
             print(f"{repo} has several GGUF choices; pick one with --quant or --file:")
             for c in files.choices:
-                print(f"  {c.label:<28} {c.total_size / 2**30:7.2f} GB  {c.first_file.path}")
+                print(f"  {c.label:<28} {_size(c.total_size):>10}  {c.first_file.path}")
         return 2
     library = Library()
     tty = sys.stderr.isatty() and not args.json
     if not args.json:
-        print(f"Downloading {choice.label} from {repo} ({choice.total_size / 2**30:.2f} GB)")
+        print(f"Downloading {choice.label} from {repo} ({_size(choice.total_size)})")
     result: list[dict[str, Any]] = []
     t0 = time.monotonic()
     try:
@@ -119,6 +119,10 @@ def handler(args: argparse.Namespace) -> int:
             print(f"{state}: {r['path']}")
         print(f"Done in {secs:.0f} s. Run it with: spark-launcher models")
     return 0
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
 
 
 def _choice_json(c: Any) -> dict[str, Any]:
