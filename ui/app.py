@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -201,11 +202,16 @@ class AppContext(QObject):
         self._library: Any = None
         self._calibration_store: Any = None
         self._expanding: set[str] = set()
+        self._catalog: Any = None
+        self._catalog_lock = threading.Lock()
         self._downloads_service: Any = None
         self._candidates: list[CandidateRow] = []
         self._model_pids: dict[str, int] = {}
 
+        # One thread per kind of work, so a slow Hub request or a big library scan never
+        # delays the probe and the recommendations.
         self.local_tasks = TaskRunner("local tasks")
+        self.library_tasks = TaskRunner("library tasks")
         self.network_tasks = TaskRunner("network tasks")
         self.store = ChatStore(paths.chats_dir)
         self.local_models = LocalModelModel()
@@ -350,13 +356,24 @@ class AppContext(QObject):
             return
         self._started = True
         self._build_gauge()
-        self.scan_library()
+        # Load the planner and the catalog while the probe waits on its child process.
+        self.network_tasks.submit(self._load_catalog, lambda _catalog: None)
         if self.profile is not None:
             self._on_profile(self.profile)
-            return
-        from launcher.hardware import probe
+        else:
+            from launcher.hardware import probe
 
-        self.local_tasks.submit(probe, self._on_profile, self._on_probe_failed)
+            self.local_tasks.submit(probe, self._on_profile, self._on_probe_failed)
+        self.scan_library()
+
+    def _load_catalog(self) -> Any:
+        """The catalog, loaded once (thread-safe: the first caller loads it)."""
+        with self._catalog_lock:
+            if self._catalog is None:
+                from launcher.catalog import Catalog
+
+                self._catalog = Catalog.load(self.paths)
+            return self._catalog
 
     def _on_probe_failed(self, message: str) -> None:
         self.discover.set_machine_text(f"Could not probe this machine: {message}")
@@ -401,7 +418,12 @@ class AppContext(QObject):
             from launcher.recommend import recommend
 
             recs = recommend(
-                profile, use or None, context, include_no_fit=True, calibration=calibration
+                profile,
+                use or None,
+                context,
+                catalog=self._load_catalog(),
+                include_no_fit=True,
+                calibration=calibration,
             )
             return [candidate_from(r) for r in recs]
 
@@ -504,7 +526,7 @@ class AppContext(QObject):
         def work() -> list[Any]:
             return [local_model_from(m) for m in self._library_obj().scan()]
 
-        self.local_tasks.submit(work, self._on_library, self.library_view.show_message)
+        self.library_tasks.submit(work, self._on_library, self.library_view.show_message)
 
     def _on_library(self, rows: list[Any]) -> None:
         self.local_models.set_rows(rows)
@@ -522,7 +544,7 @@ class AppContext(QObject):
             self.library_view.show_message(message)
             self.scan_library()
 
-        self.local_tasks.submit(work, done, self.library_view.show_message)
+        self.library_tasks.submit(work, done, self.library_view.show_message)
 
     def import_model(self, path: str) -> None:
         """Register a GGUF from anywhere (read in place, never copied)."""
@@ -535,7 +557,7 @@ class AppContext(QObject):
             self.library_view.show_message(message)
             self.scan_library()
 
-        self.local_tasks.submit(work, done, self.library_view.show_message)
+        self.library_tasks.submit(work, done, self.library_view.show_message)
 
     def _update_candidate_states(self) -> None:
         local = {Path(r.path).name: r.path for r in self.local_models.rows()}
@@ -573,7 +595,7 @@ class AppContext(QObject):
             self.scan_library()
             self.open_chat(path)
 
-        self.local_tasks.submit(work, done, self.discover.set_busy)
+        self.library_tasks.submit(work, done, self.discover.set_busy)
 
     # ------------------------------------------------------------------ downloads
     def _downloads(self) -> Any:
@@ -692,6 +714,7 @@ class AppContext(QObject):
         if self.sampler_worker is not None:
             self.sampler_worker.stop()  # also closes the sampler (NVML)
         self.network_tasks.shutdown()
+        self.library_tasks.shutdown()
         self.local_tasks.shutdown()
 
 
