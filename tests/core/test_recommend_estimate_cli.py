@@ -209,3 +209,29 @@ def test_estimate_exact_dry_runs_a_remote_header(
     assert out["kv_bytes"] == 8 * GiB  # llama.cpp's own KV size: 64 layers x 8 x 128 x 2 x f16
     assert out["compute_bytes"] > 0
     assert sum(hub.bytes_served.values()) < 16 * MiB  # the header only, once
+
+
+def test_estimate_hf_uses_the_users_token_for_gated_repos(
+    hub: LoopbackHub,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    app_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support.gguf_builders import TINY_LLAMA
+
+    tiny = build_model(tmp_path / "tiny.gguf", header_only=True, quant="Q8_0", **TINY_LLAMA)
+    h = read_header(tiny)
+    hub.add_repo(
+        "corp/Gated-GGUF",
+        {"gated-Q8_0.gguf": Synthetic(h.declared_size, head=tiny.read_bytes()[: h.data_offset],
+                                      fill="zeros", sha256="0" * 64)},
+        gated=True,
+    )  # fmt: skip
+    uri = "hf://corp/Gated-GGUF/gated-Q8_0.gguf"
+    assert main(["estimate", uri, "--machine", "dgx-spark"]) == 1
+    assert "token" in capsys.readouterr().err  # says what to do
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    out = _run_json(capsys, "estimate", uri, "--machine", "dgx-spark")
+    assert out["total_layers"] == TINY_LLAMA["n_layers"]
+    assert any(r.authorized for r in hub.requests if "/resolve/" in r.path)
