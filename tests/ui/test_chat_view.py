@@ -155,8 +155,9 @@ def test_system_prompt_and_preset_reach_the_model(qtbot, chat, engine) -> None:
     assert chat.system_prompt.isVisible()
     chat.system_prompt.setPlainText("Answer like a pirate.")
     chat.preset_picker.setCurrentText("precise")
+    qtbot.keyClicks(chat.input, "hi")
     with qtbot.waitSignal(chat.session.reply_ended, timeout=5000):
-        chat.session.send("hi")
+        qtbot.keyClick(chat.input, Qt.Key.Key_Return)
     assert engine.prompts[0][0] == {"role": "system", "content": "Answer like a pirate."}
     assert engine.sampling[0]["temperature"] == 0.2
 

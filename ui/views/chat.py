@@ -7,7 +7,7 @@ view). Under each reply: its metrics and the estimate the model was checked agai
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -132,12 +132,19 @@ class ChatView(QWidget):
         self.input.send_requested.connect(self._on_send)
         self.input.stop_requested.connect(session.stop)
         self.stop_button.clicked.connect(session.stop)
-        self.regenerate_button.clicked.connect(session.regenerate)
+        self.regenerate_button.clicked.connect(
+            lambda: (self._flush_system_prompt(), session.regenerate())
+        )
         self.preset_picker.currentTextChanged.connect(session.set_preset)
         self.system_toggle.toggled.connect(self.system_prompt.setVisible)
-        self.system_prompt.textChanged.connect(
+        # Saved once typing pauses, not on every keystroke.
+        self._system_prompt_timer = QTimer(self)
+        self._system_prompt_timer.setSingleShot(True)
+        self._system_prompt_timer.setInterval(500)
+        self._system_prompt_timer.timeout.connect(
             lambda: session.set_system_prompt(self.system_prompt.toPlainText())
         )
+        self.system_prompt.textChanged.connect(self._system_prompt_timer.start)
         esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         esc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         esc.activated.connect(session.stop)
@@ -178,7 +185,13 @@ class ChatView(QWidget):
         path = self.local_models.index(row, 0).data(LocalModelRole.PATH)
         self.session.load_model(path)
 
+    def _flush_system_prompt(self) -> None:
+        if self._system_prompt_timer.isActive():
+            self._system_prompt_timer.stop()
+            self.session.set_system_prompt(self.system_prompt.toPlainText())
+
     def _on_send(self, text: str) -> None:
+        self._flush_system_prompt()
         if self.session.send(text):
             self.input.clear()
         elif self.session.state != "ready" and self.session.state != "busy":
