@@ -439,6 +439,35 @@ class PrefixCache:
         return bytes(self.inner.read(offset, length))
 
 
+def _hub_module() -> Any | None:
+    try:
+        from launcher import hub
+    except ImportError:
+        return None
+    return hub
+
+
+def _lookup_files(repo: str, wanted: list[str], api: Any | None) -> dict[str, tuple[int, str]]:
+    """path -> (size, sha256 or "") for a repo's files, from the Hub.
+
+    Without an explicit ``api`` this goes through :mod:`launcher.hub` (one ``model_info``
+    request with file metadata, the app's token and its user-facing errors); with one, a
+    single ``paths-info`` request for just the wanted files.
+    """
+    hub = _hub_module() if api is None else None
+    if hub is not None:
+        listing = hub.list_gguf_files(repo)
+        return {f.path: (int(f.size), f.sha256 or "") for c in listing.choices for f in c.files}
+    hf = api if api is not None else _hf_api(None)
+    out = {}
+    for i in hf.get_paths_info(repo, wanted, repo_type="model"):
+        if getattr(i, "size", None) is None:
+            continue  # a folder
+        lfs = getattr(i, "lfs", None)
+        out[i.path] = (int(i.size), (lfs.sha256 if lfs is not None else "") or "")
+    return out
+
+
 def refresh(
     api: Any | None = None,
     paths: AppPaths | None = None,
@@ -448,15 +477,15 @@ def refresh(
 ) -> RefreshReport:
     """Fetch exact sizes and sha256 of every catalog file from the Hub; store them atomically.
 
-    ``api`` is an ``huggingface_hub.HfApi`` (default: one for ``HF_ENDPOINT`` with the user's
-    token). One ``paths-info`` request per repo. With ``headers=True`` each file's GGUF header
-    is also read by HTTP Range (a few MB per file, no tensor data) and its exact
-    :class:`ModelSummary` stored, so later plans use the real tensor table. Repos that fail
-    are reported and keep their previous figures; if every repo fails, :class:`HubError`
-    says so and nothing is written.
+    ``api`` is an ``huggingface_hub.HfApi`` (default: :mod:`launcher.hub`, i.e.
+    ``HF_ENDPOINT`` and the user's token). One request per repo. With ``headers=True``
+    each file's GGUF header is also read by HTTP Range (a few MB per file, no tensor data)
+    and its exact :class:`ModelSummary` stored, so later plans use the real tensor table.
+    Repos that fail are reported and keep their previous figures; if every repo fails,
+    :class:`HubError` says so and nothing is written.
     """
     paths = paths or AppPaths.default()
-    hf = _hf_api(api)
+    hf = api if api is not None else (None if _hub_module() is not None else _hf_api(None))
     base = Catalog.from_json(json.loads(bundled.read_text(encoding="utf-8")))
     old = read_json(refreshed_path(paths), default=None)
     override: dict[str, Any] = old if isinstance(old, dict) else {}
@@ -473,21 +502,18 @@ def refresh(
             break
         wanted = [f for _, q in entries for f in q.files]
         try:
-            infos = hf.get_paths_info(repo, wanted, repo_type="model")
+            found = _lookup_files(repo, wanted, hf)
         except Exception as exc:  # network, auth, 404: keep going with the other repos
             report.failed.append(f"{repo}: {type(exc).__name__}: {exc}")
             continue
         report.repos_checked += 1
-        found = {i.path: i for i in infos if getattr(i, "size", None) is not None}
         for m, q in entries:
             missing = [f for f in q.files if f not in found]
             if missing:
                 report.missing += [f"{repo}/{f}" for f in missing]
                 continue
-            size = sum(int(found[f].size) for f in q.files)
-            shas = tuple(
-                (getattr(found[f], "lfs", None) and found[f].lfs.sha256) or "" for f in q.files
-            )
+            size = sum(found[f][0] for f in q.files)
+            shas = tuple(found[f][1] for f in q.files)
             prev = current.get(m.id).quant(q.quant)
             if prev is not None and prev.size_bytes != size:
                 report.sizes_changed.append(f"{m.id}:{q.quant} {prev.size_bytes} -> {size}")

@@ -59,7 +59,18 @@ def test_refresh_updates_sizes_and_keeps_other_repos(
     assert after.refreshed is not None
     # untouched entries keep their bundled figures
     assert after.get("qwen3-32b") == before.get("qwen3-32b")
-    # requests went to HF_ENDPOINT (the loopback hub), one paths-info per repo
+    # requests went to HF_ENDPOINT (the loopback hub), through launcher.hub
+    assert any(r.path.startswith("/api/models/Qwen/Qwen3-8B-GGUF") for r in hub.requests)
+
+
+def test_refresh_with_an_explicit_api_asks_only_for_the_catalog_files(
+    hub: LoopbackHub, tmp_path: Path, app_home: Path
+) -> None:
+    from huggingface_hub import HfApi
+
+    _serve_qwen3_8b(hub, tmp_path)
+    report = refresh(api=HfApi(endpoint=hub.url), paths=AppPaths.default())
+    assert report.files_updated == 2
     assert any("paths-info" in r.path for r in hub.requests)
 
 
