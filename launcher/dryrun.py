@@ -286,26 +286,51 @@ def plan_exact(
         n_batch=p.n_batch,
         timeout=timeout,
     )
+    devices = list(p.per_device)
+    kv_split = _by_plan_device(r.kv_by_device, devices)
     if r.kv_caches:
-        if len(p.per_device) == 1 or not r.kv_by_device:
-            # one device, or a dry run that does not split KV per device: keep the formula's
-            # split and scale it to llama.cpp's total
+        if len(devices) == 1 or not kv_split:
+            # one device, or a dry run that does not report KV per device: keep the formula's
+            # split, scaled to llama.cpp's total
             scale = r.kv_bytes / p.kv_bytes if p.kv_bytes else 0.0
             for d in p.per_device.values():
                 d.kv = round(d.kv * scale)
             drift = r.kv_bytes - sum(d.kv for d in p.per_device.values())
-            next(iter(p.per_device.values())).kv += drift
+            max(p.per_device.values(), key=lambda d: d.kv).kv += drift
         else:
             for name, d in p.per_device.items():
-                d.kv = r.kv_by_device.get(name, 0)
-    if r.compute_by_device:
+                d.kv = kv_split.get(name, 0)
+    compute = _by_plan_device(r.compute_by_device, devices)
+    if compute:
+        output = _by_plan_device(r.output_by_device, devices)
         for name, d in p.per_device.items():
-            d.compute = r.compute_by_device.get(name, 0) + r.output_by_device.get(name, 0)
+            d.compute = compute.get(name, 0) + output.get(name, 0)
     p.kv_bytes = sum(d.kv for d in p.per_device.values())
     p.compute_bytes = sum(d.compute for d in p.per_device.values())
     p.source = "dry_run"
     p.speed = estimate_speed(summary, machine, p, calibration=calibration)
     return p
+
+
+def _by_plan_device(sizes: dict[str, int], devices: list[str]) -> dict[str, int]:
+    """llama.cpp buffer names mapped onto the plan's devices.
+
+    Host buffers (``CPU``, ``CPU_Mapped``, ``CPU_REPACK``, ``CUDA_Host``...) belong to "CPU";
+    a buffer named after a plan device (``CUDA0``) to it; any other (``Metal``, ``MTL0``,
+    ``Vulkan0``...) to the plan's GPU device.
+    """
+    gpus = [d for d in devices if d != "CPU"]
+    out: dict[str, int] = {}
+    for name, size in sizes.items():
+        base = name.removesuffix("_Mapped").removesuffix("_REPACK")
+        if base in devices:
+            dev = base
+        elif base.startswith("CPU") or base.endswith("_Host"):
+            dev = "CPU"
+        else:
+            dev = gpus[0] if gpus else "CPU"
+        out[dev] = out.get(dev, 0) + size
+    return out
 
 
 # ------------------------------------------------------------------------------ child side

@@ -231,6 +231,14 @@ def test_log_parser_reads_per_device_sizes() -> None:
     assert r.kv_caches[0].cells == 8192 and r.kv_caches[0].layers == 80
     assert r.compute_by_device == {"CUDA0": round(282.5 * MiB), "CUDA_Host": round(32.01 * MiB)}
     assert parse_log([]).kv_bytes == 0  # missing lines: the caller keeps the formula
+    # host buffers (CUDA_Host, CPU_Mapped) count as the CPU's memory in a plan
+    from launcher.dryrun import _by_plan_device
+
+    assert _by_plan_device(r.compute_by_device, ["CPU", "CUDA0"]) == {
+        "CUDA0": round(282.5 * MiB),
+        "CPU": round(32.01 * MiB),
+    }
+    assert _by_plan_device({"MTL0_Mapped": 5, "CPU": 1}, ["CPU", "Metal"]) == {"Metal": 5, "CPU": 1}
 
 
 def test_dry_run_of_a_broken_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
