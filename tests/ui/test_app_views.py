@@ -58,7 +58,11 @@ def discover(qtbot) -> DiscoverView:
 def test_discover_filters_badges_and_the_one_button(qtbot, discover: DiscoverView) -> None:
     assert discover.proxy.rowCount() == 3  # "won't fit" hidden by default
     fits = [discover.proxy.index(r, 3).data() for r in range(3)]
-    assert fits == ["Full GPU", "Partial 40/80", "Full GPU"]
+    assert fits == ["Full GPU", "Partial 40/80", "Full GPU"]  # the ranking's order
+    discover.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)  # fit, worst first
+    assert discover.proxy.index(0, 0).data() == "Llama 70B"
+    discover.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # back to the ranking
+    assert [discover.proxy.index(r, 3).data() for r in range(3)] == fits
     qtbot.mouseClick(discover.show_no_fit, Qt.MouseButton.LeftButton)
     assert discover.proxy.rowCount() == 4
     discover.quant_picker.setCurrentIndex(discover.quant_picker.findData("Q8_0"))

@@ -141,7 +141,9 @@ class DiscoverView(QWidget):
         # ---- table
         self.table = QTableView()
         self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(False)
+        # Click a header to sort; until then the rows keep the recommendation ranking.
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setMouseTracking(True)
