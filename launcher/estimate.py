@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
+from launcher.errors import GGUFError
 from launcher.hardware.profile import MachineProfile, MemoryPool
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 MiB = 1 << 20
 GiB = 1 << 30
+#: More blocks than any real model has; a header claiming more is corrupt.
+MAX_LAYERS = 4096
 
 Verdict = Literal["full_gpu", "partial", "cpu", "no_fit"]
 Basis = Literal["estimated", "calibrated", "measured"]
@@ -175,7 +178,21 @@ class ModelSummary:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_header(cls, model: GGUFModel | GGUFHeader) -> ModelSummary:
-        """Exact summary from a GGUF header (or all shards of a split model)."""
+        """Exact summary from a GGUF header (or all shards of a split model).
+
+        Raises :class:`GGUFError` when the metadata is not usable (wrong types, absurd
+        sizes), so a hostile header never becomes a crash or a huge allocation.
+        """
+        try:
+            return cls._from_header(model)
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+            raise GGUFError(
+                f"The model's metadata cannot be used for planning ({exc}); the file is "
+                "corrupt or of an unsupported kind."
+            ) from exc
+
+    @classmethod
+    def _from_header(cls, model: GGUFModel | GGUFHeader) -> ModelSummary:
         md = model.metadata
         arch = str(md.get("general.architecture", "unknown"))
 
@@ -183,6 +200,8 @@ class ModelSummary:
             return md.get(f"{arch}.{name}", default)
 
         n_layers = int(ak("block_count", 0) or 0)
+        if not 0 <= n_layers <= MAX_LAYERS:
+            raise ValueError(f"block_count {n_layers} is not a real layer count")
         n_embd = int(ak("embedding_length", 0) or 0)
         tokens = md.get("tokenizer.ggml.tokens")
         tensors = model.tensors

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from launcher.errors import GGUFError
+from launcher.estimate import ModelSummary
 from launcher.gguf import FileSource, HTTPRangeSource, read_header, read_model, split_names
 from tests.support import gguf_builders as gb
 from tests.support.loopback_hub import LoopbackHub, Synthetic
@@ -141,6 +142,8 @@ VALID = gb.write_raw_gguf(
     kvs=[
         ("general.architecture", 8, _string("llama")),
         ("llama.block_count", 4, _u32(1)),
+        ("llama.embedding_length", 4, _u32(32)),
+        ("llama.attention.head_count_kv", 9, _u32(4) + struct.pack("<Q", 1) + _u32(2)),
         (
             "tokenizer.ggml.tokens",
             9,
@@ -221,7 +224,11 @@ def test_fuzzed_headers_never_crash_hang_or_explode(
         h = _read_bytes(tmp_path, blob)
     except GGUFError:
         return
-    assert len(h.tensors) <= 2 and len(h.metadata) <= 4
+    assert len(h.tensors) <= 2 and len(h.metadata) <= 6
+    try:  # whatever parsed must also plan, or be refused clearly
+        ModelSummary.from_header(h)
+    except GGUFError:
+        pass
 
 
 # ------------------------------------------------------------------------------ HTTP range
