@@ -98,11 +98,16 @@ def ensure_x_tools() -> str | None:
 
 @contextmanager
 def xvfb(width: int = 1280, height: int = 800) -> Iterator[str]:
-    """Run a private Xvfb server; yield its DISPLAY (``:N``); stop it on exit."""
+    """Run a private Xvfb server; yield its DISPLAY (``:N``); stop it on exit.
+
+    ``-noreset``: by default the server resets whenever its last client disconnects, and the
+    app connecting during such a reset (while our polling tools come and go) fails with
+    "could not connect to display".
+    """
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
         ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24",
-         "-nolisten", "tcp"],
+         "-nolisten", "tcp", "-noreset"],
         pass_fds=(write_fd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -114,8 +119,7 @@ def xvfb(width: int = 1280, height: int = 800) -> Iterator[str]:
         if not number:
             raise RuntimeError("Xvfb did not start")
         display = f":{number}"
-        # Seen once under heavy load: a client started right away could not connect. Wait
-        # until the server answers a real request.
+        # Wait until the server answers a real request before starting any client.
         deadline = time.monotonic() + 20
         while subprocess.run(
             ["xprop", "-display", display, "-root", "-len", "0", "_XKB_RULES_NAMES"],
