@@ -674,6 +674,11 @@ def _place(
     return devices
 
 
+def _gpu_fits(devices: dict[str, DeviceUse], b: _Budget) -> bool:
+    gpu = devices[b.gpu_name].total if b.gpu_name and b.gpu_name in devices else 0
+    return gpu <= b.gpu_budget
+
+
 def _fits(devices: dict[str, DeviceUse], b: _Budget) -> bool:
     cpu = devices["CPU"].total
     gpu = devices[b.gpu_name].total if b.gpu_name and b.gpu_name in devices else 0
@@ -736,11 +741,12 @@ def plan(
             verdict = "full_gpu"
         else:
             out_gpu = False
-            lo = 0  # largest ngl that fits (fits is monotone in ngl on separate memories)
-            hi = n
+            # The GPU limit caps ngl from above and the RAM limit from below, so take the
+            # most layers the GPU side holds (monotone in ngl), then check both sides there.
+            lo, hi = 0, n
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if _fits(place(mid, False), b):
+                if _gpu_fits(place(mid, False), b):
                     lo = mid
                 else:
                     hi = mid - 1

@@ -25,7 +25,7 @@ from tests.support import gguf_builders as gb
 GiB = 1 << 30
 
 
-def _machine(kind: str) -> MachineProfile:
+def _machine(kind: str, ram_gb: int = 64) -> MachineProfile:
     base: dict[str, Any] = dict(
         os="Linux", cpu_model="test cpu", cpu_cores=8, cpu_threads=16, cpu_arch="x86_64",
         process_arch="x86_64",
@@ -41,10 +41,11 @@ def _machine(kind: str) -> MachineProfile:
         )  # fmt: skip
     if kind == "rtx24":
         vram = MemoryPool("VRAM", "vram", 24 * GiB, 23 * GiB, 23 * GiB, "CUDA0", 1008.0)
-        ram = MemoryPool("System RAM", "ram", 64 * GiB, 58 * GiB, None, "CPU", 80.0)
+        avail = (ram_gb - 6) * GiB
+        ram = MemoryPool("System RAM", "ram", ram_gb * GiB, avail, None, "CPU", 80.0)
         gpu = GPUInfo(0, "RTX 4090", "nvidia", False, bandwidth_gbps=1008.0)
         return MachineProfile(
-            **base, ram_total=64 * GiB, ram_available=58 * GiB, pools=(vram, ram), gpus=(gpu,),
+            **base, ram_total=ram_gb * GiB, ram_available=avail, pools=(vram, ram), gpus=(gpu,),
             backend="cuda", gpu_offload=True,
         )  # fmt: skip
     ram_gb = {"cpu64": 64, "cpu8": 8}[kind]
@@ -85,6 +86,17 @@ def test_classic_question_128gb_unified_vs_24gb_gpu(models: dict[str, ModelSumma
         p70.speed.decode_tokens_per_s < plan(models["70b"], spark, 32768).speed.decode_tokens_per_s
     )
     assert "RAM" in p70.speed.explanation and "GPU" in p70.speed.explanation
+
+
+def test_partial_offload_uses_the_gpu_to_make_room_in_a_small_ram(
+    models: dict[str, ModelSummary],
+) -> None:
+    # 42 GB of weights, 24 GB of VRAM, 32 GB of RAM: neither alone holds the 70B, both do
+    p = plan(models["70b"], _machine("rtx24", ram_gb=32), 8192)
+    assert p.verdict == "partial"
+    for d in p.per_device.values():
+        assert d.total <= d.budget  # type: ignore[operator]
+    assert plan(models["70b"], _machine("rtx24", ram_gb=16), 8192).verdict == "no_fit"
 
 
 def test_partial_offload_places_layers_like_llama_cpp(models: dict[str, ModelSummary]) -> None:
