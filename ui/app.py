@@ -11,6 +11,7 @@ machine is probed in the background.
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 import threading
 import traceback
@@ -733,6 +734,17 @@ def run_app(argv: Sequence[str] = ()) -> int:
         lambda: QTimer.singleShot(0, context.start), Qt.ConnectionType.SingleShotConnection
     )
     context.window.show()
-    code = app.exec()
-    context.shutdown()
+    # Ctrl-C in the terminal (or SIGTERM) closes the window the normal way, so workers and
+    # model hosts end in order. Python runs signal handlers only between bytecodes, so a
+    # timer wakes the interpreter while Qt's loop waits.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: QTimer.singleShot(0, context.window.close))
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
+    try:
+        code = app.exec()
+    finally:
+        wake.stop()
+        context.shutdown()
     return code
