@@ -3,7 +3,7 @@
 llama.cpp's own ``--fit`` loads the model with ``no_alloc = true`` and ``load_mode = NONE``
 and creates a context with the wanted parameters: nothing is allocated and no tensor data is
 read, but every buffer size is computed and logged. We do the same through llama-cpp-python's
-low-level API in a child process (``python -m launcher.dryrun``), because a wrong flag makes
+low-level API in a spawned child process (``multiprocessing``), because a wrong flag makes
 llama.cpp abort the whole process (``no_alloc`` with the default mmap load mode asserts),
 and read the sizes from the log with ONE parser, :func:`parse_log`.
 
@@ -15,11 +15,9 @@ Several contexts for one model are measured in one child (one model load).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
 MiB = 1 << 20
 #: A dry run takes well under a second; this only guards against a wedged child.
 DEFAULT_TIMEOUT_S = 120.0
-_RESULT_MARK = "@@DRYRUN@@"
 
 
 @dataclass(frozen=True)
@@ -185,30 +182,8 @@ def dry_run_many(
         ],
     }
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "launcher.dryrun"],
-            input=json.dumps(payload),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ModelLoadError(
-            f"llama.cpp took more than {timeout:.0f} s to plan {p.name}; the estimate from the "
-            "header is used instead."
-        ) from exc
+    results_raw = _in_child(payload, p.name, timeout)
     elapsed = time.perf_counter() - t0
-    out = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT_MARK)]
-    if proc.returncode != 0 or not out:
-        tail = (proc.stderr or "").strip().splitlines()[-3:]
-        raise ModelLoadError(
-            f"llama.cpp could not plan {p.name} (exit code {proc.returncode}): "
-            f"{' / '.join(tail) or 'no output'}. The file may be damaged or use an architecture "
-            "this llama.cpp build does not know; update llama-cpp-python or pick another model."
-        )
-    results_raw = json.loads(out[-1][len(_RESULT_MARK) :])
     results = []
     for item in results_raw:
         r = parse_log(item["log"])
@@ -336,12 +311,74 @@ def _by_plan_device(sizes: dict[str, int], devices: list[str]) -> dict[str, int]
 # ------------------------------------------------------------------------------ child side
 
 
-def _child_main() -> int:  # pragma: no cover - runs in the child process
+def _in_child(payload: dict[str, Any], name: str, timeout: float) -> list[dict[str, Any]]:
+    """Run the jobs in a spawned child process; its llama.cpp log lines per job come back.
+
+    ``multiprocessing`` spawn rather than ``sys.executable -m``: it also works inside the
+    PyInstaller bundle (whose entry point calls ``freeze_support``). The child's stderr goes
+    to a file so that an abort (a failed ``GGML_ASSERT``) can be reported with its message.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="spark-dryrun-") as tmp:
+        err_path = Path(tmp) / "stderr.txt"
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_child_entry, args=(payload, child, str(err_path)), name="llama-dry-run"
+        )
+        proc.start()
+        child.close()
+        result: Any = None
+        timed_out = False
+        try:
+            if parent.poll(timeout):
+                result = parent.recv()
+            else:
+                timed_out = True
+        except (EOFError, OSError):
+            result = None
+        finally:
+            parent.close()
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        if timed_out:
+            raise ModelLoadError(
+                f"llama.cpp took more than {timeout:.0f} s to plan {name}; the estimate from "
+                "the header is used instead."
+            )
+        if not isinstance(result, list):
+            try:
+                tail = err_path.read_text(errors="replace").strip().splitlines()[-3:]
+            except OSError:
+                tail = []
+            raise ModelLoadError(
+                f"llama.cpp could not plan {name} (exit code {proc.exitcode}): "
+                f"{' / '.join(tail) or 'no output'}. The file may be damaged or use an "
+                "architecture this llama.cpp build does not know; update llama-cpp-python or "
+                "pick another model."
+            )
+        return result
+
+
+def _child_entry(payload: dict[str, Any], conn: Any, err_path: str) -> None:
+    """Child process: stderr to a file, run the jobs, send the logs back."""
+    fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        conn.send(_run_jobs(payload))
+    finally:
+        conn.close()
+
+
+def _run_jobs(payload: dict[str, Any]) -> list[dict[str, Any]]:  # pragma: no cover - child
     import ctypes
 
     import llama_cpp
 
-    payload = json.loads(sys.stdin.read())
     lines: list[str] = []
     pending = [""]
 
@@ -390,10 +427,4 @@ def _child_main() -> int:  # pragma: no cover - runs in the child process
                 llama_cpp.llama_free(ctx)
             results[i] = {"log": model_lines + list(lines), "error": err}
         llama_cpp.llama_model_free(model)
-    sys.stdout.write(_RESULT_MARK + json.dumps(results) + "\n")
-    sys.stdout.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main())
+    return results

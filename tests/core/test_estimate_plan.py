@@ -258,3 +258,10 @@ def test_dry_run_of_a_broken_file_is_an_error_not_a_crash(tmp_path: Path) -> Non
     bad.write_bytes(b"GGUF" + bytes(60))
     with pytest.raises(ModelLoadError):
         dry_run(bad, 4096)
+
+
+def test_a_dying_dry_run_child_is_reported_with_its_last_words() -> None:
+    from launcher.dryrun import _in_child
+
+    with pytest.raises(ModelLoadError, match="ValueError"):
+        _in_child({"path": "x.gguf", "real_load": False, "jobs": [{"n_gpu_layers": "?"}]}, "x", 60)
