@@ -848,7 +848,11 @@ FLOPS_PER_BW: dict[str, float] = {
     "other_gpu": 60e9,
 }
 PREFILL_EFFICIENCY = 0.35
-CPU_FLOPS_PER_CORE = 50e9
+#: Effective quantized matmul throughput per core (AVX2/AVX-512 int8 dot products), fitted to
+#: llama.cpp prompt processing on an EPYC (Gemma 3 270M: about 700 tokens/s on 2 cores).
+CPU_FLOPS_PER_CORE = 400e9
+#: Bandwidth one core can stream (decode on few cores is core-bound, not DRAM-bound).
+CPU_BANDWIDTH_PER_CORE_GBPS = 15.0
 DEFAULT_RAM_BANDWIDTH_GBPS = 50.0
 DEFAULT_GPU_BANDWIDTH_GBPS = 300.0
 #: Host-to-GPU copies during prompt processing with partial offload (PCIe 4.0 x16, real).
@@ -914,6 +918,8 @@ def estimate_speed(
     bw_ram, ram_known = _bandwidth(machine, b.ram_pool, False)
     if b.shared:
         bw_ram, ram_known = bw_gpu, gpu_known
+    # a few CPU cores cannot pull the memory's full bandwidth (per-core streaming limit)
+    bw_ram = min(bw_ram, CPU_BANDWIDTH_PER_CORE_GBPS * max(1, machine.cpu_cores))
     t = PER_TOKEN_OVERHEAD_S
     if gpu_bytes:
         t += gpu_bytes / (eff_gpu * bw_gpu * 1e9)
