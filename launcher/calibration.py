@@ -9,6 +9,10 @@ takes the store (``calibration=``) and turns an estimate into:
 - ``calibrated``: other models were run here: the estimate is scaled by the median ratio
   measured / estimated of those runs (the machine's real efficiency).
 
+Loads of a model also record llama.cpp's real buffer sizes; a later plan of the same model
+on the same machine scales its compute buffers by the measured / estimated ratio
+(:meth:`CalibrationStore.memory_factor`).
+
 The file is JSON written atomically (``AppPaths.calibration_file``); a corrupt file is
 treated as empty rather than breaking planning.
 """
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
 MAX_RUNS_PER_MODEL = 20
 #: A measured ratio outside this range is an outlier (a stalled run), not a calibration.
 RATIO_BOUNDS = (0.05, 20.0)
+#: Buffer-size corrections beyond this range are a different setting, not a calibration.
+MEMORY_RATIO_BOUNDS = (0.5, 4.0)
 FORMAT_VERSION = 1
 
 
@@ -118,6 +124,21 @@ class CalibrationStore:
             if _is_number(est) and _is_number(got) and est > 0 and got > 0:
                 q = got / est
                 if RATIO_BOUNDS[0] <= q <= RATIO_BOUNDS[1]:
+                    ratios.append(q)
+        return statistics.median(ratios) if ratios else None
+
+    def memory_factor(
+        self, machine_key: str, model_key: str, metric: str = "compute_bytes"
+    ) -> float | None:
+        """Median measured / estimated ratio of a buffer (``compute_bytes``, ``kv_bytes``)
+        over this model's loads on this machine, if any were recorded with their estimate."""
+        ratios = []
+        for r in self.runs(machine_key, model_key):
+            est = r.get("settings", {}).get(f"estimated_{metric}")
+            got = r.get("measured", {}).get(metric)
+            if _is_number(est) and _is_number(got) and est > 0 and got > 0:
+                q = got / est
+                if MEMORY_RATIO_BOUNDS[0] <= q <= MEMORY_RATIO_BOUNDS[1]:
                     ratios.append(q)
         return statistics.median(ratios) if ratios else None
 

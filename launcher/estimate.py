@@ -478,6 +478,8 @@ class MemoryPlan:
             "n_ubatch": self.n_ubatch,
             "estimated_decode_tokens_per_s": self.speed.decode_tokens_per_s,
             "estimated_prefill_tokens_per_s": self.speed.prefill_tokens_per_s,
+            "estimated_kv_bytes": self.kv_bytes,
+            "estimated_compute_bytes": self.compute_bytes,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -646,8 +648,26 @@ def _place(
     flash_attn: bool,
     n_ubatch: int,
     gpu_name: str | None,
+    compute_scale: float = 1.0,
 ) -> dict[str, DeviceUse]:
     """Memory per device with the last ``ngl`` blocks on the GPU (llama.cpp's placement)."""
+    devices = _place_formula(s, kv_layers, ngl, output_gpu, ctx, flash_attn, n_ubatch, gpu_name)
+    if compute_scale != 1.0:
+        for d in devices.values():
+            d.compute = round(d.compute * compute_scale)
+    return devices
+
+
+def _place_formula(
+    s: ModelSummary,
+    kv_layers: Sequence[int],
+    ngl: int,
+    output_gpu: bool,
+    ctx: int,
+    flash_attn: bool,
+    n_ubatch: int,
+    gpu_name: str | None,
+) -> dict[str, DeviceUse]:
     cpu = DeviceUse()
     devices = {"CPU": cpu}
     first_gpu = s.n_layers - ngl
@@ -717,9 +737,17 @@ def plan(
     kv_layers = layer_kv_bytes(s, ctx, kv_type, flash_attn, n_ubatch)
     b = _budget(machine)
     n = s.n_layers
+    scale = 1.0
+    if calibration is not None:
+        from launcher.calibration import machine_key
+
+        measured = calibration.memory_factor(machine_key(machine), s.key, "compute_bytes")
+        if measured is not None and abs(measured - 1.0) > 0.02:
+            scale = measured
+            notes.append(f"Compute buffers x{scale:.2f}, from loads measured on this machine.")
 
     def place(ngl: int, out_gpu: bool) -> dict[str, DeviceUse]:
-        return _place(s, kv_layers, ngl, out_gpu, ctx, flash_attn, n_ubatch, b.gpu_name)
+        return _place(s, kv_layers, ngl, out_gpu, ctx, flash_attn, n_ubatch, b.gpu_name, scale)
 
     if b.gpu_name is None:
         ngl, out_gpu = 0, False
@@ -754,7 +782,7 @@ def plan(
             if ngl > 0:
                 devices = place(ngl, False)
             else:  # nothing on the GPU: plan as llama.cpp runs a CPU-only model
-                devices = _place(s, kv_layers, 0, False, ctx, flash_attn, n_ubatch, None)
+                devices = _place(s, kv_layers, 0, False, ctx, flash_attn, n_ubatch, None, scale)
             fits = _fits(devices, b)
             verdict = ("partial" if ngl > 0 else "cpu") if fits else "no_fit"
     for name, d in devices.items():
@@ -780,19 +808,26 @@ def plan(
         type_v=type_v,
         notes=notes,
     )
-    result.max_context_full_gpu = max_context_full_gpu(s, machine, kv_type, flash_attn, n_ubatch)
-    result.max_context = max_context(s, machine, kv_type, flash_attn, n_ubatch, ngl, out_gpu)
+    result.max_context_full_gpu = max_context_full_gpu(
+        s, machine, kv_type, flash_attn, n_ubatch, scale
+    )
+    result.max_context = max_context(s, machine, kv_type, flash_attn, n_ubatch, ngl, out_gpu, scale)
     result.speed = estimate_speed(s, machine, result, calibration=calibration)
     return result
 
 
 def max_context_full_gpu(
-    s: ModelSummary, machine: MachineProfile, kv_type: str, flash_attn: bool, n_ubatch: int
+    s: ModelSummary,
+    machine: MachineProfile,
+    kv_type: str,
+    flash_attn: bool,
+    n_ubatch: int,
+    compute_scale: float = 1.0,
 ) -> int:
     """The largest context (a multiple of 256, up to the model's own) with full offload."""
     if _budget(machine).gpu_name is None:
         return 0
-    return max_context(s, machine, kv_type, flash_attn, n_ubatch, s.n_layers, True)
+    return max_context(s, machine, kv_type, flash_attn, n_ubatch, s.n_layers, True, compute_scale)
 
 
 def max_context(
@@ -803,6 +838,7 @@ def max_context(
     n_ubatch: int,
     gpu_layers: int,
     output_on_gpu: bool,
+    compute_scale: float = 1.0,
 ) -> int:
     """The largest context (a multiple of 256, up to the model's own) that fits with this
     placement (0: not even 256 tokens)."""
@@ -812,7 +848,12 @@ def max_context(
 
     def fits(c: int) -> bool:
         kv = layer_kv_bytes(s, c, kv_type, flash_attn, n_ubatch)
-        return _fits(_place(s, kv, gpu_layers, output_on_gpu, c, flash_attn, n_ubatch, gpu_name), b)
+        return _fits(
+            _place(
+                s, kv, gpu_layers, output_on_gpu, c, flash_attn, n_ubatch, gpu_name, compute_scale
+            ),
+            b,
+        )
 
     if not fits(CTX_PAD):
         return 0

@@ -216,6 +216,13 @@ def test_calibration_turns_estimates_into_measurements(
     assert plan(models["moe"], _machine("unified128"), 8192, calibration=store).speed.basis == (
         "estimated"
     )
+    # a load whose compute buffers were measured 1.5x the estimate corrects later plans
+    loaded = {"compute_bytes": p32.compute_bytes * 1.5, "kv_bytes": p32.kv_bytes}
+    store.record(key, models["32b"].key, p32.calibration_settings(), loaded)
+    fixed = plan(models["32b"], m, 8192, calibration=store)
+    assert fixed.compute_bytes == pytest.approx(p32.compute_bytes * 1.5, rel=0.01)
+    assert fixed.kv_bytes == p32.kv_bytes
+    assert any("measured on this machine" in n for n in fixed.notes)
     store.path.write_text("{not json")
     assert plan(models["moe"], m, 8192, calibration=store).speed.basis == "estimated"
 
