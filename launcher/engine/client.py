@@ -84,6 +84,7 @@ class EngineClient:
         self._plan: Any = None  # the MemoryPlan of the current load, when one was given
         self.loaded: Loaded | None = None
         self.last_crash: HostCrashed | None = None
+        self.last_load_log: tuple[str, ...] = ()  # llama.cpp's log of the last failed load
 
     # ------------------------------------------------------------------ state
     @property
@@ -132,32 +133,16 @@ class EngineClient:
             raise ModelLoadError(f"There is no model file at {path_str}. Check the path.")
         with self._request_lock:
             self._stop_host()
+            t0 = time.perf_counter()  # the user waits for the host to start, too
             self._start_host()
             self._cancel.clear()
             self._cancel_requested.clear()
-            t0 = time.perf_counter()
-            self._send("load", path=path_str, params=engine_params.to_dict())
-            while True:
-                msg = self._recv()
-                if msg is None:
-                    crash = self._collect_crash()
-                    raise ModelLoadError(
-                        f"{load_failure_message(path_str, crash.last_log_lines)} "
-                        f"(the model host stopped while loading: {crash.likely_cause})"
-                    )
-                kind = msg["type"]
-                if kind == "progress":
-                    if on_progress is not None:
-                        on_progress(LoadProgress(fraction=min(1.0, float(msg["fraction"]))))
-                elif kind == "load_failed":
-                    self._last_load_log = tuple(msg["log"])
-                    self._stop_host()
-                    raise ModelLoadError(msg["message"])
-                elif kind == "loaded":
-                    break
-                else:
-                    self._stop_host()
-                    raise EngineError(f"The model host answered {kind!r} to a load request.")
+            self.last_load_log = ()
+            try:
+                msg = self._await_loaded(path_str, engine_params, on_progress)
+            except BaseException:
+                self._stop_host()  # never leave a half-loaded host behind
+                raise
             wall_s = time.perf_counter() - t0
             assert self._proc is not None
             pid = self._proc.pid
@@ -183,6 +168,35 @@ class EngineClient:
             self._plan = params if hasattr(params, "calibration_settings") else None
             self._record("loaded", self.loaded)
             return self.loaded
+
+    def _await_loaded(
+        self,
+        path: str,
+        params: EngineParams,
+        on_progress: Callable[[LoadProgress], None] | None,
+    ) -> dict[str, Any]:
+        """Send the load request; relay progress; the ``loaded`` message or an error."""
+        self._send("load", path=path, params=params.to_dict())
+        while True:
+            msg = self._recv()
+            if msg is None:
+                crash = self._collect_crash()
+                self.last_load_log = crash.last_log_lines
+                raise ModelLoadError(
+                    f"{load_failure_message(path, crash.last_log_lines)} "
+                    f"(the model host stopped while loading: {crash.likely_cause})"
+                )
+            kind = msg["type"]
+            if kind == "progress":
+                if on_progress is not None:
+                    on_progress(LoadProgress(fraction=min(1.0, float(msg["fraction"]))))
+            elif kind == "load_failed":
+                self.last_load_log = tuple(msg["log"])
+                raise ModelLoadError(msg["message"])
+            elif kind == "loaded":
+                return msg
+            else:
+                raise EngineError(f"The model host answered {kind!r} to a load request.")
 
     def unload(self) -> None:
         """End the host process (its memory goes back to the system). Safe to call any time."""

@@ -182,7 +182,7 @@ class Loaded:
 
     path: str
     pid: int
-    load_s: float
+    load_s: float  # wall time of ``load()``: host start, file load, context creation
     buffers: tuple[BufferSize, ...]
     rss_bytes: int
     gpu_bytes: int | None  # NVML per-process GPU memory; None where unavailable

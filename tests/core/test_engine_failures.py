@@ -131,3 +131,17 @@ def test_host_dying_mid_reply_is_reported_and_the_client_loads_again(
         assert isinstance(events[-1], ReplyFinished)
     finally:
         client.unload()
+
+
+def test_a_failing_progress_callback_leaves_no_host_behind(gemma_path: Path) -> None:
+    client = EngineClient()
+
+    def broken(_progress: object) -> None:
+        raise RuntimeError("the progress bar went away")
+
+    with pytest.raises(RuntimeError, match="progress bar"):
+        client.load(gemma_path, PARAMS, on_progress=broken)
+    assert client.pid is None and not client.is_loaded
+    loaded = client.load(gemma_path, PARAMS)  # and the client still works
+    assert loaded.load_s > 0
+    client.unload()
