@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from bench.common import ROOT, median, table
+from bench.common import ROOT, table
 
 TITLE = "Installed app (PyInstaller bundle) vs virtualenv"
-REPEAT = 3
+REPEAT = 5
 
 
 def _smoke() -> ModuleType:
@@ -126,8 +126,13 @@ def run() -> str:
                            model, venv_env)
             )  # fmt: skip
 
+    # Best of N, not the median: the machine is shared, and other work only ever adds time
+    # (or removes tokens/s), so the best run is the closest to the cost itself.
+    def best(values: list[float], higher_is_better: bool = False) -> float:
+        return max(values) if higher_is_better else min(values)
+
     def med(rows: list[dict], key: str) -> float:
-        return median(r[key] for r in rows)
+        return best([r[key] for r in rows], higher_is_better=key == "tokens_per_s")
 
     size_rows = [
         ["virtualenv (.venv, all dev tools)", f"{venv_mb:.0f}", "1.00"],
@@ -145,7 +150,7 @@ def run() -> str:
     ]
     speed_rows = []
     if paint_bundle:
-        b, v = median(paint_bundle), median(paint_venv)
+        b, v = best(paint_bundle), best(paint_venv)
         speed_rows.append(["cold start to first paint (s)", b, v, f"{b / v:.2f}"])
     for key, label in (
         ("process_s", "self-test process, start to 8 tokens (s)"),
@@ -155,7 +160,7 @@ def run() -> str:
     ):
         b, v = med(st_bundle, key), med(st_venv, key)
         speed_rows.append([label, b, v, f"{b / v:.2f}"])
-    lines.append(table(["median of 3", "bundle", "venv", "bundle / venv"], speed_rows))
+    lines.append(table([f"best of {REPEAT}", "bundle", "venv", "bundle / venv"], speed_rows))
     if why_no_x:
         lines += ["", f"First paint not measured: {why_no_x}."]
     load = max(load_before, os.getloadavg()[0])
