@@ -24,7 +24,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,8 @@ class EngineClient:
         self._calibration = calibration
         self._machine_key = machine_key
         self._plan: Any = None  # the MemoryPlan of the current load, when one was given
+        self._active: Generator[Event, None, None] | None = None  # the latest stream handed out
+        self._active_thread: int | None = None  # thread iterating a stream, if suspended
         self.loaded: Loaded | None = None
         self.last_crash: HostCrashed | None = None
         self.last_load_log: tuple[str, ...] = ()  # llama.cpp's log of the last failed load
@@ -221,15 +223,11 @@ class EngineClient:
         refused (no model, prompt longer than the context).
         """
         plain = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
-        return self._generate(
-            {"mode": "chat", "messages": plain, "prompt": None}, sampling or Sampling()
-        )
+        return self._stream({"mode": "chat", "messages": plain, "prompt": None}, sampling)
 
     def complete(self, prompt: str, sampling: Sampling | None = None) -> Iterator[Event]:
         """Stream a plain completion of ``prompt`` (no template); events as in :meth:`chat`."""
-        return self._generate(
-            {"mode": "complete", "messages": None, "prompt": prompt}, sampling or Sampling()
-        )
+        return self._stream({"mode": "complete", "messages": None, "prompt": prompt}, sampling)
 
     def cancel(self) -> None:
         """Stop the reply being generated, from any thread. Returns at once.
@@ -241,8 +239,21 @@ class EngineClient:
         self._cancel_requested.set()
         self._cancel.set()
 
-    def _generate(self, request: dict[str, Any], sampling: Sampling) -> Iterator[Event]:
+    def _stream(self, request: dict[str, Any], sampling: Sampling | None) -> Iterator[Event]:
+        # A stream this thread left suspended holds the request lock: close it (which cancels
+        # and drains its reply) instead of waiting for it forever.
+        previous = self._active
+        if previous is not None and self._active_thread == threading.get_ident():
+            previous.close()
+        stream = self._generate(request, sampling or Sampling())
+        self._active = stream
+        return stream
+
+    def _generate(
+        self, request: dict[str, Any], sampling: Sampling
+    ) -> Generator[Event, None, None]:
         with self._request_lock:
+            self._active_thread = threading.get_ident()
             if self._conn is None or self.loaded is None:
                 raise EngineError("No model is loaded: load a model first.")
             self._cancel_requested.clear()
@@ -300,6 +311,7 @@ class EngineClient:
                         finished = True
                         raise EngineError(f"The model host sent {kind!r} during a reply.")
             finally:
+                self._active_thread = None
                 if not finished:
                     # The caller stopped iterating early: stop the host and drain the reply so
                     # the pipe is clean for the next request.

@@ -140,6 +140,14 @@ def test_abandoned_stream_leaves_the_host_ready(host: Host) -> None:
     assert "Paris" in _collect(host.client.chat(FRANCE, GREEDY))[1].text
 
 
+def test_a_new_request_while_a_stream_is_suspended_replaces_it(host: Host) -> None:
+    first = host.client.complete("Once upon a time", Sampling(max_tokens=200, temperature=0))
+    assert isinstance(next(first), Token)
+    # Same thread, the first stream still open: the new chat must not wait for it forever.
+    assert "Paris" in _collect(host.client.chat(FRANCE, GREEDY))[1].text
+    assert list(first) == []  # the first stream was closed (its reply cancelled)
+
+
 def test_a_conversation_longer_than_the_context_is_refused(host: Host) -> None:
     long = [{"role": "user", "content": "word " * 2000}]
     with pytest.raises(EngineError, match="does not fit in the context"):
