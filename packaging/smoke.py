@@ -36,9 +36,16 @@ def newest_source_mtime(root: Path = ROOT) -> float:
         for f in files:
             if f.is_file() and "__pycache__" not in f.parts and f.name not in NOT_IN_BUNDLE:
                 newest = max(newest, f.stat().st_mtime)
-    stamp = root / ".venv" / ".setup-stamp"
-    if stamp.exists():
-        newest = max(newest, stamp.stat().st_mtime)
+    # The virtualenv too: set-up, a rebuilt llama.cpp, or any package (un)installed (which
+    # changes site-packages' directory entry).
+    venv = root / ".venv"
+    for marker in (
+        venv / ".setup-stamp",
+        venv / ".llama-backend",
+        *venv.glob("lib/python*/site-packages"),
+    ):
+        if marker.exists():
+            newest = max(newest, marker.stat().st_mtime)
     return newest
 
 
