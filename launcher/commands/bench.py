@@ -14,7 +14,12 @@ import json
 import sys
 from typing import Any
 
-from launcher.commands.chat import add_engine_args, params_from_args, resolve_model
+from launcher.commands.chat import (
+    add_engine_args,
+    calibration_store,
+    load_settings,
+    resolve_model,
+)
 from launcher.engine import BenchResult, EngineClient, ReplyFinished, Sampling
 from launcher.errors import EngineError
 
@@ -54,9 +59,9 @@ def run_bench(client: EngineClient, prompt: str, tokens: int) -> ReplyFinished:
 
 def handler(args: argparse.Namespace) -> int:
     path = resolve_model(args.model)
-    params = params_from_args(args)
-    with EngineClient() as client:
-        loaded = client.load(path, params)
+    params, memory_plan = load_settings(path, args)
+    with EngineClient(calibration=calibration_store()) as client:
+        loaded = client.load(path, params, plan=memory_plan)
         done = run_bench(client, args.prompt, args.tokens)
         rss, gpu = client.memory()
     m = done.metrics

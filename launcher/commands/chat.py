@@ -41,8 +41,9 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gpu-layers",
         type=int,
-        default=0,
-        help="layers to offload to the GPU (-1: all; default 0)",
+        default=None,
+        help="layers to offload to the GPU (-1: all; default: as many as this machine's memory "
+        "plan fits, 0 without a GPU build)",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="CPU threads (default: physical cores)"
@@ -60,7 +61,7 @@ def params_from_args(args: argparse.Namespace) -> EngineParams:
     try:
         params = EngineParams(
             n_ctx=args.ctx,
-            n_gpu_layers=args.gpu_layers,
+            n_gpu_layers=args.gpu_layers or 0,
             n_threads=args.threads,
             type_k=args.kv_type.lower(),
             type_v=args.kv_type.lower(),
@@ -70,6 +71,44 @@ def params_from_args(args: argparse.Namespace) -> EngineParams:
     except ValueError as exc:
         raise ModelLoadError(f"Invalid load settings: {exc}") from exc
     return params
+
+
+def load_settings(path: Path, args: argparse.Namespace) -> tuple[EngineParams, Any]:
+    """The load parameters from the flags, and the memory plan they came from (or None).
+
+    Without ``--gpu-layers`` on a GPU-capable llama.cpp build, the GPU layers are what this
+    machine's memory plan fits (``launcher.estimate``); the plan also files the measured run
+    for calibration. Any failure to plan falls back to the CPU.
+    """
+    params = params_from_args(args)
+    if args.gpu_layers is not None:
+        return params, None
+    try:
+        import llama_cpp
+
+        if not llama_cpp.llama_supports_gpu_offload():
+            return params, None
+        from launcher.estimate import ModelSummary, plan
+        from launcher.gguf.reader import read_model
+        from launcher.hardware import probe
+
+        memory_plan = plan(
+            ModelSummary.from_header(read_model(path)),
+            probe(),
+            ctx=params.n_ctx,
+            kv_type=params.type_k,
+            flash_attn=params.flash_attn is not False,
+        )
+    except Exception:  # planning is a convenience here, never a reason not to chat
+        return params, None
+    return dataclasses.replace(params, n_gpu_layers=memory_plan.n_gpu_layers), memory_plan
+
+
+def calibration_store() -> Any:
+    """The user's calibration store, so CLI runs improve later estimates too."""
+    from launcher.calibration import CalibrationStore
+
+    return CalibrationStore()
 
 
 def resolve_model(name: str) -> Path:
@@ -157,11 +196,13 @@ def _reply(
 
 def handler(args: argparse.Namespace) -> int:
     path = resolve_model(args.model)
-    params = params_from_args(args)
+    params, memory_plan = load_settings(path, args)
     sampling = Sampling(max_tokens=args.max_tokens, temperature=args.temperature)
     interactive = sys.stdin.isatty()
-    with EngineClient() as client:
-        loaded = client.load(path, params, on_progress=progress_printer(interactive))
+    with EngineClient(calibration=calibration_store()) as client:
+        loaded = client.load(
+            path, params, on_progress=progress_printer(interactive), plan=memory_plan
+        )
         if interactive:
             print("\r", end="", file=sys.stderr)
         print(
@@ -198,6 +239,6 @@ def handler(args: argparse.Namespace) -> int:
                 finally:
                     interrupts.replying = False
                 if not client.is_loaded:  # the host crashed: load again to go on
-                    client.load(path, params)
+                    client.load(path, params, plan=memory_plan)
         finally:
             signal.signal(signal.SIGINT, previous)

@@ -117,9 +117,15 @@ class EngineClient:
         path: str | os.PathLike[str],
         params: Any = None,
         on_progress: Callable[[LoadProgress], None] | None = None,
+        *,
+        plan: Any = None,
     ) -> Loaded:
         """Start a host and load ``path`` with ``params`` (``EngineParams``, a ``MemoryPlan``
         or a dict of ``Llama`` keyword arguments). Replaces a model already loaded.
+
+        ``plan``: the ``MemoryPlan`` that explicit ``params`` were derived from, so that
+        calibration records are filed under its settings and estimates (a plan passed as
+        ``params`` is used for both).
 
         Raises ``ModelLoadError`` with a message saying what to do when the file is missing,
         corrupt, truncated, not GGUF, unsupported, or does not fit in memory.
@@ -167,7 +173,9 @@ class EngineClient:
                 params=engine_params,
                 system_info=msg["system_info"],
             )
-            self._plan = params if hasattr(params, "calibration_settings") else None
+            if plan is None and hasattr(params, "calibration_settings"):
+                plan = params
+            self._plan = plan
             self._record("loaded", self.loaded)
             return self.loaded
 

@@ -31,6 +31,8 @@ def test_bench_json_has_the_documented_keys(
     assert out["prompt_tokens"] > 10  # the whole prompt is evaluated, not a cached prefix
     assert out["rss_bytes"] > 50 * 2**20
     assert {b["kind"] for b in out["buffers"]} >= {"model", "kv", "compute"}
+    # The measured run is kept so later estimates on this machine are calibrated.
+    assert (app_home / "data" / "calibration.json").exists()
 
 
 def test_bench_on_a_missing_file_says_so(
