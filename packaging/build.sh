@@ -32,6 +32,9 @@ case "$os" in
     # auditwheel-patched libraries ("ELF load command address/offset not page-aligned").
     strip --strip-unneeded "$internal"/libpython3*.so* "$internal"/python3*/lib-dynload/*.so \
       2>/dev/null || true
+    # PyInstaller adds top-level symlinks for Qt libraries before the spec prunes them; drop
+    # the ones left dangling.
+    find "$internal" -xtype l -delete
     # llama_cpp/lib: ctypes opens lib*.so, the libraries link each other by SONAME lib*.so.0;
     # the wheel has both as identical files, so make the .so a symlink (saves ~8 MB).
     for so in "$internal"/llama_cpp/lib/lib*.so; do

@@ -84,6 +84,8 @@ def test_bundle_is_self_contained_and_trimmed(bundle: Path) -> None:
     assert not list(internal.rglob("libQt6Quick.so*"))
     assert not (internal / "PySide6" / "Qt" / "plugins" / "platforms" / "libqvnc.so").exists()
     assert int(info["size_mb"]) < 260, f"bundle grew to {info['size_mb']} MB"
+    dangling = [p for p in bundle.rglob("*") if p.is_symlink() and not p.exists()]
+    assert not dangling, f"broken links in the bundle: {dangling[:5]}"
     assert info["min_glibc"].startswith("2.")
 
 
