@@ -90,6 +90,8 @@ class _Host:
         self.cached: list[int] = []  # tokens whose KV is in the cache (sequence 0)
         self.n_swa = 0  # sliding window of the model (0: none, or a full-size SWA cache)
         self._piece = ctypes.create_string_buffer(256)
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: bool(cancel.is_set()))
+        self._no_abort = llama_cpp.ggml_abort_callback()  # NULL: no callback
 
     def send(self, msg_type: str, **fields: Any) -> None:
         self.conn.send_bytes(protocol.encode(msg_type, **fields))
@@ -272,23 +274,37 @@ class _Host:
         todo = tokens[keep:]
         stop_reason = "eos"
         cancelled = False
-        for i in range(0, len(todo), self.n_batch):
-            if self.cancel.is_set():
-                cancelled = True
-                break
-            chunk = todo[i : i + self.n_batch]
-            arr = (llama.llama_token * len(chunk))(*chunk)
-            rc = llama.llama_decode(self.ctx, llama.llama_batch_get_one(arr, len(chunk)))
-            if rc != 0:
-                llama.llama_memory_clear(mem, True)
-                self.cached = []
-                self.send(
-                    "error",
-                    message=f"llama.cpp could not evaluate the prompt (code {rc}). "
-                    "Start a new chat or reload the model with a larger context.",
-                )
-                return
-            self.cached.extend(chunk)
+        evaluated = 0
+        # While the prompt is evaluated, llama.cpp polls the stop flag between graph nodes
+        # (abort callback; CPU backend only, elsewhere the n_batch chunks bound the wait).
+        # It is off while decoding: a Python call per graph node would cost a few percent.
+        llama.llama_set_abort_callback(self.ctx, self._abort_cb, None)
+        try:
+            for i in range(0, len(todo), self.n_batch):
+                if self.cancel.is_set():
+                    cancelled = True
+                    break
+                chunk = todo[i : i + self.n_batch]
+                arr = (llama.llama_token * len(chunk))(*chunk)
+                rc = llama.llama_decode(self.ctx, llama.llama_batch_get_one(arr, len(chunk)))
+                if rc == 2 and self.cancel.is_set():  # aborted mid-chunk by the stop flag
+                    llama.llama_memory_clear(mem, True)
+                    self.cached = []
+                    cancelled = True
+                    break
+                if rc != 0:
+                    llama.llama_memory_clear(mem, True)
+                    self.cached = []
+                    self.send(
+                        "error",
+                        message=f"llama.cpp could not evaluate the prompt (code {rc}). "
+                        "Start a new chat or reload the model with a larger context.",
+                    )
+                    return
+                self.cached.extend(chunk)
+                evaluated += len(chunk)
+        finally:
+            llama.llama_set_abort_callback(self.ctx, self._no_abort, None)
         t_prefilled = time.perf_counter()
         prefill_s = t_prefilled - t_start
         generated = 0
@@ -362,9 +378,9 @@ class _Host:
             "finished",
             text="".join(text_parts),
             metrics={
-                "prompt_tokens": len(todo),
+                "prompt_tokens": evaluated,
                 "prefill_s": prefill_s,
-                "prefill_tokens_per_s": len(todo) / prefill_s if prefill_s > 0 else 0.0,
+                "prefill_tokens_per_s": evaluated / prefill_s if prefill_s > 0 else 0.0,
                 "generated_tokens": generated,
                 "decode_s": decode_s,
                 "decode_tokens_per_s": (generated - 1) / decode_s if generated > 1 else 0.0,

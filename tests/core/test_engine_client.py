@@ -132,6 +132,20 @@ def test_cancel_from_another_thread_stops_the_reply_and_keeps_the_model(host: Ho
     assert "Paris" in _collect(client.chat(FRANCE, GREEDY))[1].text
 
 
+def test_cancel_interrupts_a_long_prompt_evaluation(host: Host) -> None:
+    prompt = "hello" + " world" * 950  # about 950 tokens: seconds of prefill on one thread
+    timer = threading.Timer(0.1, host.client.cancel)
+    timer.start()
+    events = list(host.client.complete(prompt, Sampling(max_tokens=5, temperature=0)))
+    timer.join()
+    done = events[-1]
+    assert isinstance(done, ReplyFinished) and len(events) == 1
+    assert done.metrics.stop_reason == "cancelled"
+    assert done.metrics.generated_tokens == 0
+    assert done.metrics.prompt_tokens < 900  # stopped inside the prompt, not after it
+    assert "Paris" in _collect(host.client.chat(FRANCE, GREEDY))[1].text
+
+
 def test_abandoned_stream_leaves_the_host_ready(host: Host) -> None:
     stream = host.client.complete("Once upon a time", Sampling(max_tokens=200, temperature=0))
     for _ in zip(range(2), stream, strict=False):
