@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from launcher.chats import ChatStore
@@ -724,6 +725,15 @@ def run_app(argv: Sequence[str] = ()) -> int:
     app = QApplication([sys.argv[0], *argv])
     app.setApplicationName("Spark Launcher")
     app.setDesktopFileName("spark-launcher")
+    # The window icon, for desktops that do not match the window to its desktop entry (and
+    # for the title bar and task switcher on Windows). PNG: the SVG plugin is trimmed away.
+    icons = Path(__file__).resolve().parent.parent / "resources" / "icons" / "hicolor"
+    icon = QIcon()
+    for size in (16, 32, 48, 64, 128, 256):
+        png = icons / f"{size}x{size}" / "apps" / "spark-launcher.png"
+        if png.exists():
+            icon.addFile(str(png))
+    app.setWindowIcon(icon)
     paths = AppPaths.default()
     settings = load_settings(paths)
     apply_theme(app, settings.theme)
