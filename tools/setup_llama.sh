@@ -33,7 +33,7 @@ if ! ls "$CACHE"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   echo "Building llama-cpp-python $VERSION for $BACKEND (a few minutes, once)..."
   mkdir -p "$CACHE.tmp"
   CMAKE_ARGS="$CMAKE" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
-    "$PY" -m pip wheel --no-deps --no-binary llama-cpp-python -w "$CACHE.tmp" "llama-cpp-python==$VERSION"
+    "$PY" -m pip wheel --no-cache-dir --no-deps --no-binary llama-cpp-python -w "$CACHE.tmp" "llama-cpp-python==$VERSION"
   rm -rf "$CACHE" && mv "$CACHE.tmp" "$CACHE"
 fi
 "$PY" -m pip install -q --force-reinstall --no-deps "$CACHE"/llama_cpp_python-*.whl
