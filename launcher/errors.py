@@ -65,3 +65,35 @@ class EngineError(LauncherError):
 
 class HostCrashedError(EngineError):
     """A model host process died; the message says how and what to try next."""
+
+
+class ServerError(LauncherError):
+    """The local API server cannot start as asked (unsafe address without a key, port taken)."""
+
+
+class ModelBusyError(EngineError):
+    """Too many requests are waiting for one model; ``retry_after_s`` says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ModelUnavailableError(EngineError):
+    """The model was unloaded (or its host stopped) while a request waited for its turn."""
+
+
+class RpcError(LauncherError):
+    """A llama.cpp RPC server cannot be used (bad address, not answering, no RPC build)."""
+
+
+class RemoteConfigError(LauncherError):
+    """A remote server cannot be saved or found as asked (bad name or URL, unknown name)."""
+
+
+class RemoteEngineError(EngineError):
+    """A remote OpenAI-compatible server failed a request (unreachable, gone mid-reply, refused)."""
+
+
+class RemoteAuthError(RemoteEngineError):
+    """A remote server refused the API key (HTTP 401/403)."""

@@ -1,0 +1,110 @@
+"""``spark-launcher serve MODEL... [--host H] [--port P] [--api-key K] [--ctx N]``.
+
+Loads each model in its own host process and serves them over the OpenAI-compatible API
+(``launcher.server``) until Ctrl-C. Bound to 127.0.0.1 by default; any other address needs
+an API key (also read from ``SPARK_LAUNCHER_API_KEY``). ``--json`` prints one JSON line
+when ready (``{"url": ..., "models": [...]}``), which scripts and tests wait for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from launcher.commands.chat import calibration_store, load_settings, progress_printer, resolve_model
+from launcher.engine import EngineClient
+from launcher.server import DEFAULT_HOST, DEFAULT_PORT, LocalApiServer, ModelRegistry, check_bind
+from launcher.server.pool import DEFAULT_MAX_WAITING, SharedModel
+
+API_KEY_ENV = "SPARK_LAUNCHER_API_KEY"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve", help="serve models over an OpenAI-compatible local API", description=__doc__
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="a .gguf path or models-folder name")
+    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8080; 0: any)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV) or None,
+        help=f"key clients must send as 'Authorization: Bearer KEY' (or ${API_KEY_ENV}); "
+        "required for any address other than loopback",
+    )
+    p.add_argument("--ctx", type=int, default=4096, help="context size in tokens (default 4096)")
+    p.add_argument(
+        "--gpu-layers", type=int, default=None, help="layers on the GPU (default: the plan's)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
+    p.add_argument("--kv-type", default="f16", help="KV cache type (default f16)")
+    p.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto")
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_WAITING,
+        help=f"requests that may wait per model before 503 (default {DEFAULT_MAX_WAITING})",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON line when ready")
+    p.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    # Refuse an unsafe address before spending time loading models.
+    check_bind(args.host, args.api_key)
+    paths = [resolve_model(m) for m in args.models]
+    registry = ModelRegistry()
+    shared: list[SharedModel] = []
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server: LocalApiServer | None = None
+    try:
+        for path in paths:
+            model = registry.share(
+                EngineClient(calibration=calibration_store()), max_waiting=args.max_queue
+            )
+            shared.append(model)
+            params, plan = load_settings(Path(path), args)
+            loaded = model.load(
+                str(path), params, on_progress=progress_printer(sys.stderr.isatty()), plan=plan
+            )
+            if sys.stderr.isatty():
+                print("\r", end="", file=sys.stderr)
+            print(
+                f"{model.name}: loaded in {loaded.load_s:.1f} s, context {loaded.n_ctx} tokens",
+                file=sys.stderr,
+                flush=True,
+            )
+            if stop.is_set():
+                return 130
+        server = LocalApiServer(registry, host=args.host, port=args.port, api_key=args.api_key)
+        server.start()
+        if args.json:
+            print(json.dumps({"url": server.url, "models": registry.names()}), flush=True)
+        else:
+            print(
+                f"Serving {', '.join(registry.names())} at {server.url} "
+                f"({'API key required' if args.api_key else 'no API key'}). Ctrl-C stops.",
+                flush=True,
+            )
+        while not stop.wait(0.5):
+            pass
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+        for model in shared:
+            model.unload()
+        for sig, handler_ in previous.items():
+            signal.signal(sig, handler_)
