@@ -219,6 +219,9 @@ class ReplyMetrics:
     template: str  # "gguf chat template" or PLAIN_COMPLETION or "raw prompt"
     total_s: float = 0.0
     cached_tokens: int = 0  # prompt tokens reused from the previous reply's KV cache
+    # "NAME (URL)" when a remote server generated the reply (``launcher.engine.remote``): every
+    # number above was then measured on this side of the network, TTFT and prefill included.
+    remote: str | None = None
 
 
 @dataclass(frozen=True)
