@@ -443,6 +443,10 @@ class MemoryPlan:
     max_context: int = 0
     type_v: str = "f16"
     notes: list[str] = field(default_factory=list)
+    #: llama.cpp RPC servers (``host:port``) the plan spans, and the layer split over the
+    #: offload devices in llama.cpp's order (RPC first); empty for this machine alone.
+    rpc_servers: tuple[str, ...] = ()
+    tensor_split: tuple[float, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -455,6 +459,11 @@ class MemoryPlan:
 
     def llama_params(self) -> dict[str, Any]:
         """The exact ``llama_cpp.Llama(...)`` keyword arguments for this plan."""
+        rpc = (
+            {"rpc_servers": ",".join(self.rpc_servers), "tensor_split": list(self.tensor_split)}
+            if self.rpc_servers
+            else {}
+        )
         return {
             "n_gpu_layers": self.n_gpu_layers,
             "n_ctx": self.context,
@@ -466,6 +475,7 @@ class MemoryPlan:
             "swa_full": False,
             "offload_kqv": True,
             "use_mmap": self.use_mmap,
+            **rpc,
         }
 
     def calibration_settings(self) -> dict[str, Any]:
@@ -506,6 +516,7 @@ class MemoryPlan:
             "speed": self.speed.to_json(),
             "llama_params": self.llama_params(),
             "notes": list(self.notes),
+            **({"rpc_servers": list(self.rpc_servers)} if self.rpc_servers else {}),
         }
 
 

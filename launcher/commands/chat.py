@@ -54,6 +54,11 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--flash-attn", choices=("auto", "on", "off"), default="auto", help="flash attention"
     )
+    p.add_argument(
+        "--rpc",
+        metavar="HOST:PORT,...",
+        help="also use these llama.cpp rpc-servers' memory (see `spark-launcher rpc check`)",
+    )
 
 
 def params_from_args(args: argparse.Namespace) -> EngineParams:
@@ -81,6 +86,10 @@ def load_settings(path: Path, args: argparse.Namespace) -> tuple[EngineParams, A
     for calibration. Any failure to plan falls back to the CPU.
     """
     params = params_from_args(args)
+    if getattr(args, "rpc", None):
+        from launcher.rpc import load_settings_with_rpc
+
+        return load_settings_with_rpc(path, params, args.rpc, args.gpu_layers)
     if args.gpu_layers is not None:
         return params, None
     try:

@@ -36,6 +36,6 @@ def handler(args: argparse.Namespace) -> int:
     else:
         for c in checks:
             print(f"[{MARKS[c.status]}] {c.title}: {c.detail}")
-            if c.fix and c.status in ("warn", "fail"):
+            if c.fix and (c.status in ("warn", "fail") or c.id == "rpc"):
                 print(f"       fix: {c.fix}")
     return 1 if any(c.status == "fail" for c in checks) else 0

@@ -39,6 +39,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-flash-attn", action="store_true", help="plan without flash attention")
     p.add_argument("--machine", help="reference name, probe --json file, or inline spec")
     p.add_argument("--exact", action="store_true", help="ask llama.cpp itself (no-alloc dry run)")
+    p.add_argument(
+        "--rpc",
+        metavar="HOST:PORT,...|FILE.json",
+        help="plan over these llama.cpp rpc-servers too (live, or a saved `rpc check --json`)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=handler)
 
@@ -131,6 +136,7 @@ def estimate(
     flash_attn: bool = True,
     machine: str | None = None,
     exact: bool = False,
+    rpc: str | None = None,
 ) -> tuple[ModelSource, MemoryPlan, str]:
     """Plan ``spec`` (see :func:`load_model_source`); return (source, plan, machine label)."""
     calibration = None
@@ -143,7 +149,14 @@ def estimate(
     with tempfile.TemporaryDirectory(prefix="spark-estimate-") as tmp:
         src = load_model_source(spec, Path(tmp) if exact else None)
         profile = resolve_machine(machine)  # after the model: a bad model fails before probing
-        if not exact:
+        if rpc:
+            from launcher.rpc import plan_with_rpc, resolve_rpc
+
+            if exact:
+                raise LauncherError("--exact does not plan over --rpc servers yet; drop one.")
+            devices = resolve_rpc(rpc)
+            p = plan_with_rpc(src.summary, profile, devices, ctx, kv_type, flash_attn)
+        elif not exact:
             p = plan(src.summary, profile, ctx, kv_type, flash_attn, calibration=calibration)
         else:
             if not src.local_paths:
@@ -248,6 +261,7 @@ def handler(args: argparse.Namespace) -> int:
         flash_attn=not args.no_flash_attn,
         machine=args.machine,
         exact=args.exact,
+        rpc=args.rpc,
     )
     if args.json:
         print(json.dumps(to_json(src, p, machine), indent=2))

@@ -69,6 +69,10 @@ class EngineParams:
     offload_kqv: bool = True
     main_gpu: int = 0
     seed: int = 0xFFFFFFFF  # llama.cpp's "random"
+    #: llama.cpp RPC servers, "host:port,host:port" (llama-cpp-python's ``rpc_servers``), and
+    #: the layer split over the offload devices (RPC first); see ``launcher/rpc.py``.
+    rpc_servers: str = ""
+    tensor_split: tuple[float, ...] = ()
 
     def resolved(self) -> EngineParams:
         """These params with ``None`` thread counts replaced by this machine's physical cores."""
@@ -101,6 +105,11 @@ class EngineParams:
                 kwargs[key] = inverse[value]
             else:
                 kwargs[key] = str(value).lower()
+        if kwargs.get("rpc_servers") is None:
+            kwargs.pop("rpc_servers", None)
+        elif not isinstance(kwargs["rpc_servers"], str):  # a list of "host:port"
+            kwargs["rpc_servers"] = ",".join(str(x) for x in kwargs["rpc_servers"])
+        kwargs["tensor_split"] = tuple(float(x) for x in kwargs.get("tensor_split") or ())
         params = cls(**kwargs)
         params.validate()
         return params

@@ -124,6 +124,20 @@ class _Host:
 
         progress_cb = llama.llama_progress_callback(progress)
         mp.progress_callback = progress_cb
+        split = None
+        if params.rpc_servers:
+            from launcher.errors import RpcError
+            from launcher.rpc import register_servers
+
+            try:  # llama.cpp then offloads to these devices first, like llama-server --rpc
+                register_servers(params.rpc_servers.split(","))
+            except RpcError as exc:
+                self.log.load_lines = None
+                self.send("load_failed", message=str(exc), log=[])
+                return
+        if params.tensor_split:
+            split = (ctypes.c_float * llama.llama_max_devices())(*params.tensor_split)
+            mp.tensor_split = split
         model = llama.llama_model_load_from_file(path.encode("utf-8"), mp)
         if not model:
             lines = self.log.load_lines or []

@@ -7,6 +7,7 @@
 - llama.cpp built without GPU support while an NVIDIA (or Apple) GPU is present;
 - NVML missing while an NVIDIA GPU is present (no live VRAM or per-model GPU figures);
 - little free disk in the models folder;
+- llama.cpp built without the RPC backend (needed only to use other machines' memory);
 - on Linux, the X11 libraries Qt's window needs (a bare machine lacks some).
 """
 
@@ -215,11 +216,31 @@ def check_qt_libs(ldconfig_output: str | None = None, *, platform: str = sys.pla
     return Check("qt_libs", title, "ok", "All X11 libraries Qt needs are installed.")
 
 
+def check_rpc(rpc_library: Path | bool | None = True) -> Check:
+    """Is llama.cpp built with RPC (``libggml-rpc``)? ``True``: look at the installed one."""
+    from launcher.rpc import REBUILD_FIX
+    from launcher.rpc import rpc_library as find
+
+    title = "llama.cpp RPC (other machines' memory)"
+    lib = find() if rpc_library is True else rpc_library
+    if lib:
+        return Check("rpc", title, "ok", "Built with RPC: `--rpc HOST:PORT` can split a model.")
+    return Check(
+        "rpc",
+        title,
+        "skip",
+        "llama.cpp built without RPC: a model cannot use the memory of another machine "
+        "running rpc-server (only needed for models too big for this one).",
+        "Install the RPC-enabled build of Spark Launcher." if _frozen() else REBUILD_FIX,
+    )
+
+
 def run_checks(
     profile: MachineProfile,
     models_dir: Path,
     *,
     qt_check: Callable[[], Check] = check_qt_libs,
+    rpc_check: Callable[[], Check] = check_rpc,
 ) -> list[Check]:
     """Every check, in the order a user should read them."""
     return [
@@ -228,4 +249,5 @@ def run_checks(
         check_nvml(profile),
         check_disk(models_dir),
         qt_check(),
+        rpc_check(),
     ]

@@ -115,7 +115,7 @@ def test_probe_and_doctor_run_here_from_the_command_line(app_home: Path) -> None
         timeout=120,
     )
     checks = {c["id"]: c for c in json.loads(doctor_out.stdout)}
-    assert set(checks) == {"emulation", "gpu_backend", "nvml", "disk", "qt_libs"}
+    assert set(checks) == {"emulation", "gpu_backend", "nvml", "disk", "qt_libs", "rpc"}
     assert checks["emulation"]["status"] == "ok"
     assert str(app_home) in checks["disk"]["detail"]  # the models folder under SPARK_LAUNCHER_HOME
     assert doctor_out.returncode == (
