@@ -269,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _send_error(self, rid: int, err: oa.ApiError) -> None:
-        self.api.log.update(rid, status=err.status, error=err.message)
+        self.api.log.update(rid, status=err.status, error=err.message, finished=True)
         self._send_json(err.status, err.body(), err.headers)
 
     def _read_body(self) -> bytes:
@@ -305,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 if path == "/health":
                     self._send_json(200, {"status": "ok"})
-                    self.api.log.update(rid, status=200)
+                    self.api.log.update(rid, status=200, finished=True)
                     return
                 self._check_auth()
                 if path == "/v1/models":
@@ -320,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise oa.ApiError(405, f"Use POST for {path}.")
                 else:
                     raise oa.ApiError(404, f"There is no {path} here; the API is under /v1.")
-                self.api.log.update(rid, status=200)
+                self.api.log.update(rid, status=200, finished=True)
             except oa.ApiError as err:
                 self._send_error(rid, err)
 
@@ -346,7 +346,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_error(rid, err)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
-                self.api.log.update(rid, status=499, error="The client disconnected.")
+                self.api.log.update(
+                    rid, status=499, error="The client disconnected.", finished=True
+                )
 
     # ------------------------------------------------------------------ generation
     def _generate(self, rid: int, req: oa.ApiRequest, model: SharedModel) -> None:
@@ -391,7 +393,9 @@ class _Handler(BaseHTTPRequestHandler):
         first = self._first_event(model, stream)
         if stream.ticket.cancelled and not stream.started:
             self.close_connection = True
-            self.api.log.update(rid, status=499, error="The client left while waiting.")
+            self.api.log.update(
+                rid, status=499, error="The client left while waiting.", finished=True
+            )
             return
         rid_api = oa.new_id(req.kind)
         created = oa.now()
@@ -489,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             elif isinstance(event, HostCrashed):
                 message = str(event.as_error())
-                self.api.log.update(rid, status=500, error=message)
+                self.api.log.update(rid, status=500, error=message, finished=True)
                 err = oa.ApiError(500, message, type="server_error", code="model_crashed")
                 send(oa.sse(err.body()))
                 send(oa.SSE_DONE)
@@ -508,4 +512,5 @@ class _Handler(BaseHTTPRequestHandler):
             ttft_s=m.ttft_s,
             decode_tokens_per_s=m.decode_tokens_per_s,
             error="The client disconnected; generation was stopped." if gone else "",
+            finished=True,
         )

@@ -29,7 +29,7 @@ class RequestRecord:
     model: str = ""
     stream: bool = False
     prompt: str = ""  # preview of the last user message / prompt
-    status: int | None = None  # HTTP status; None while running
+    status: int | None = None  # HTTP status, once sent
     reply: str = ""  # preview of the reply
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -38,10 +38,11 @@ class RequestRecord:
     decode_tokens_per_s: float | None = None
     duration_s: float | None = None
     error: str = ""
+    finished: bool = False  # the reply ended (or the request was refused)
 
     @property
     def running(self) -> bool:
-        return self.status is None
+        return not self.finished
 
 
 class RequestLog:
@@ -67,7 +68,7 @@ class RequestLog:
         with self._lock:
             for i, rec in enumerate(self._records):
                 if rec.id == rid:
-                    if changes.get("status") is not None and rec.duration_s is None:
+                    if changes.get("finished") and rec.duration_s is None:
                         changes.setdefault("duration_s", time.time() - rec.started)
                     self._records[i] = dataclasses.replace(rec, **changes)
                     self.version += 1
