@@ -20,10 +20,13 @@ from typing import Any
 
 from launcher.commands.chat import calibration_store, load_settings, progress_printer, resolve_model
 from launcher.engine import EngineClient
-from launcher.server import DEFAULT_HOST, DEFAULT_PORT, LocalApiServer, ModelRegistry, check_bind
-from launcher.server.pool import DEFAULT_MAX_WAITING, SharedModel
+from launcher.server.pool import DEFAULT_MAX_WAITING, ModelRegistry, SharedModel
 
 API_KEY_ENV = "SPARK_LAUNCHER_API_KEY"
+# Same values as launcher.server.httpd's; that module is imported only when serving, so
+# every other command starts without the HTTP server's imports.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
 
 
 def register(subparsers: Any) -> None:
@@ -57,6 +60,8 @@ def register(subparsers: Any) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
+    from launcher.server.httpd import LocalApiServer, check_bind
+
     # Refuse an unsafe address before spending time loading models.
     check_bind(args.host, args.api_key)
     paths = [resolve_model(m) for m in args.models]

@@ -6,23 +6,6 @@
 - ``httpd.py``: ``LocalApiServer``, the HTTP server (stdlib, one thread per connection).
 - ``requestlog.py``: ``RequestLog``, what the app's log view shows.
 
-See ARCHITECTURE.md, "Local API server".
+Nothing is imported here, so the app can import ``launcher.server.pool`` before its first
+paint without loading the HTTP server. See ARCHITECTURE.md, "Local API server".
 """
-
-from launcher.server.httpd import DEFAULT_HOST, DEFAULT_PORT, LocalApiServer, check_bind
-from launcher.server.pool import APP_SOURCE, FairQueue, ModelRegistry, SharedModel, model_id
-from launcher.server.requestlog import RequestLog, RequestRecord
-
-__all__ = [
-    "APP_SOURCE",
-    "DEFAULT_HOST",
-    "DEFAULT_PORT",
-    "FairQueue",
-    "LocalApiServer",
-    "ModelRegistry",
-    "RequestLog",
-    "RequestRecord",
-    "SharedModel",
-    "check_bind",
-    "model_id",
-]

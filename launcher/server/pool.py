@@ -23,10 +23,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from launcher.engine.events import Event, HostCrashed, ReplyFinished, ReplyMetrics, Sampling
 from launcher.errors import ModelBusyError, ModelUnavailableError
+
+if TYPE_CHECKING:
+    from launcher.engine.events import Event, ReplyFinished, Sampling
+
+# The engine's modules are imported where used: the app builds a ModelRegistry before its
+# window first paints, and importing the engine client then would delay that paint.
 
 APP_SOURCE = "app"
 DEFAULT_MAX_WAITING = 8
@@ -187,6 +192,8 @@ class FairQueue:
 
 def _cancelled_reply() -> ReplyFinished:
     """What a reply cancelled before its turn came looks like: empty, stop reason cancelled."""
+    from launcher.engine.events import ReplyFinished, ReplyMetrics
+
     return ReplyFinished(
         text="",
         metrics=ReplyMetrics(
@@ -248,6 +255,8 @@ class TurnStream:
                 except BaseException:
                     self._finish()
                     raise
+        from launcher.engine.events import HostCrashed, ReplyFinished
+
         inner = self._inner
         try:
             event = next(inner)

@@ -20,7 +20,8 @@ import pytest
 from launcher.cli import main as cli_main
 from launcher.engine import EngineClient, EngineParams, Sampling
 from launcher.errors import ServerError
-from launcher.server import LocalApiServer, ModelRegistry, SharedModel
+from launcher.server.httpd import LocalApiServer
+from launcher.server.pool import ModelRegistry, SharedModel
 
 KEY = "test-key-123"
 MAX_WAITING = 4

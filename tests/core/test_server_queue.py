@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from launcher.errors import ModelBusyError, ModelUnavailableError
-from launcher.server import FairQueue, model_id
+from launcher.server.pool import FairQueue, model_id
 
 
 def _serve_all(queue: FairQueue, first: object) -> list[str]:
