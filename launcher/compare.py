@@ -566,7 +566,7 @@ class ComparisonSession:
         yield ModelLoading(model.label)
         client = self._clients.get(model.label)
         if client is None:
-            client = self._factory()
+            client = _remote_client(model, self.paths) or self._factory()
             self._clients[model.label] = client
         entry = self.result.model(model.label)
         try:
@@ -694,6 +694,8 @@ class ComparisonSession:
         loaded = self._loaded.get(label)
         if loaded is None:
             return False
+        if loaded.pid <= 0:  # a remote model: no host here; the server reports its own errors
+            return True
         try:
             return psutil.Process(loaded.pid).status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
@@ -745,8 +747,11 @@ class _PeakSampler:
         self._every = every
         self._n = 0
         self.peak: int | None = loaded.rss_bytes + self._gpu if loaded.rss_bytes else None
+        self._proc: psutil.Process | None = None
+        if loaded.pid <= 0:  # a remote model: its memory is on the server, not measured here
+            return
         try:
-            self._proc: psutil.Process | None = psutil.Process(loaded.pid)
+            self._proc = psutil.Process(loaded.pid)
         except psutil.Error:
             self._proc = None
 
@@ -771,6 +776,17 @@ def dt_now() -> str:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _remote_client(model: CompareModel, paths: AppPaths | None) -> EngineLike | None:
+    """A ``RemoteEngineClient`` for a ``remote:NAME/MODEL`` model, else None."""
+    from launcher.remotes import is_remote_spec
+
+    if not is_remote_spec(str(model.path)):
+        return None
+    from launcher.engine.remote import RemoteEngineClient
+
+    return RemoteEngineClient(paths=paths)
 
 
 def _default_client_factory() -> EngineLike:

@@ -25,6 +25,7 @@ from launcher.compare_results import CompareError
 from launcher.engine.events import EngineParams
 from launcher.hardware.profile import MachineProfile
 from launcher.paths import AppPaths
+from launcher.remotes import is_remote_spec, parse_spec
 
 DEFAULT_QUANT = "Q4_K_M"
 
@@ -41,6 +42,9 @@ class PreparedModel:
     footprint: Footprint
 
     def as_compare_model(self) -> CompareModel:
+        if self.plan is None and is_remote_spec(self.source):  # a server's model: no plan here
+            return CompareModel(self.label, Path(self.source), EngineParams(), self.footprint,
+                                self.source)  # fmt: skip
         if self.path is None:
             raise CompareError(f"{self.source} is not on this machine; download it first")
         params = EngineParams.from_plan(self.plan)
@@ -61,6 +65,10 @@ class PreparedComparison:
 def resolve_model(spec: str, paths: AppPaths | None = None) -> tuple[str, Path | None, Any]:
     """(display name, local path or None, ModelSummary) for a GGUF path or a catalog id."""
     from launcher.estimate import ModelSummary
+
+    if is_remote_spec(spec):  # remote:NAME/MODEL: its memory is the server's; no summary
+        remote_name, remote_model = parse_spec(spec)
+        return f"{remote_model.rsplit('/', 1)[-1]} @{remote_name}", Path(spec), None
 
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".gguf" or path.exists():
@@ -110,6 +118,10 @@ def prepare(
     labels = make_labels([name for name, _, _ in resolved])
     models = []
     for label, spec, (_name, path, summary) in zip(labels, request.models, resolved, strict=True):
+        if summary is None:  # a remote model takes no memory on this machine
+            footprint = Footprint(label, 0, 0, 0, 0, fits_alone=True)
+            models.append(PreparedModel(label, spec, path, None, None, footprint))
+            continue
         mplan = plan(summary, machine, request.ctx, kv_type=request.kv_type, flash_attn=True)
         models.append(
             PreparedModel(label, spec, path, summary, mplan, Footprint.from_plan(label, mplan))

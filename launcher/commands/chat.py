@@ -147,7 +147,9 @@ def metrics_line(m: ReplyMetrics) -> str:
     return (
         f"[{m.generated_tokens} tokens · {m.decode_tokens_per_s:.1f} tok/s · "
         f"TTFT {m.ttft_s:.2f} s · prompt {m.prompt_tokens} tok at "
-        f"{m.prefill_tokens_per_s:.0f} tok/s · stop: {m.stop_reason} · {m.template}]"
+        f"{m.prefill_tokens_per_s:.0f} tok/s · stop: {m.stop_reason} · {m.template}"
+        + (f" · remote {m.remote}, measured here" if m.remote else "")
+        + "]"
     )
 
 
@@ -164,7 +166,7 @@ def register(subparsers: Any) -> None:
 class _Interrupts:
     """SIGINT while a reply streams: the first cancels it, a second one quits."""
 
-    def __init__(self, client: EngineClient) -> None:
+    def __init__(self, client: Any) -> None:  # EngineClient or RemoteEngineClient
         self.client = client
         self.replying = False
         self.cancelled = False
@@ -178,7 +180,7 @@ class _Interrupts:
 
 
 def _reply(
-    client: EngineClient, history: list[dict[str, str]], sampling: Sampling, as_json: bool
+    client: Any, history: list[dict[str, str]], sampling: Sampling, as_json: bool
 ) -> Iterator[str]:
     """Stream one reply; yields text pieces; returns after printing the metrics."""
     for ev in client.chat(history, sampling):
@@ -204,21 +206,34 @@ def _reply(
 
 
 def handler(args: argparse.Namespace) -> int:
-    path = resolve_model(args.model)
-    params, memory_plan = load_settings(path, args)
+    from launcher.engine.remote import RemoteEngineClient
+    from launcher.remotes import is_remote_spec
+
+    remote = is_remote_spec(args.model)  # remote:NAME/MODEL runs on a saved server
+    path = Path(args.model) if remote else resolve_model(args.model)
+    params, memory_plan = (None, None) if remote else load_settings(path, args)
     sampling = Sampling(max_tokens=args.max_tokens, temperature=args.temperature)
     interactive = sys.stdin.isatty()
-    with EngineClient(calibration=calibration_store()) as client:
+    client: Any = (
+        RemoteEngineClient(read_timeout_s=600)
+        if remote
+        else EngineClient(calibration=calibration_store())
+    )
+    with client:
         loaded = client.load(
             path, params, on_progress=progress_printer(interactive), plan=memory_plan
         )
         if interactive:
             print("\r", end="", file=sys.stderr)
-        print(
-            f"{path.name}: loaded in {loaded.load_s:.1f} s, {loaded.rss_bytes / 2**20:.0f} MiB "
-            f"resident, context {loaded.n_ctx} tokens"
+        where = (
+            f"{loaded.description}: answered in {loaded.load_s:.1f} s"
+            if remote
+            else f"{path.name}: loaded in {loaded.load_s:.1f} s, "
+            f"{loaded.rss_bytes / 2**20:.0f} MiB resident, context {loaded.n_ctx} tokens"
             + ("" if loaded.chat_template else " (no chat template: plain completion)")
-            + ". Ctrl-C stops a reply; Ctrl-C twice or Ctrl-D quits.",
+        )
+        print(
+            where + ". Ctrl-C stops a reply; Ctrl-C twice or Ctrl-D quits.",
             file=sys.stderr,
             flush=True,
         )

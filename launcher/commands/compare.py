@@ -106,7 +106,7 @@ def handler(args: argparse.Namespace) -> int:
                         "label": m.label,
                         "source": m.source,
                         "path": None if m.path is None else str(m.path),
-                        "plan": m.plan.to_json(),
+                        "plan": None if m.plan is None else m.plan.to_json(),
                     }
                     for m in prepared.models
                 ],
