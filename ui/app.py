@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from launcher.chats import ChatStore
 from launcher.paths import AppPaths
+from launcher.server.pool import ModelRegistry
 from launcher.settings import Settings, load_settings, save_settings
 from ui.main_window import MainWindow
 from ui.models.chat_session import ChatSession
@@ -35,6 +36,7 @@ from ui.views.chat import ChatView
 from ui.views.discover import DiscoverView
 from ui.views.doctor import DoctorView
 from ui.views.library import LibraryView
+from ui.views.server_view import ServerView
 from ui.widgets.lazy_view import LazyView
 from ui.workers import ModelHost, TaskRunner
 
@@ -218,6 +220,7 @@ class AppContext(QObject):
         self.store = ChatStore(paths.chats_dir)
         self.local_models = LocalModelModel()
         self.downloads = DownloadModel()
+        self.models = ModelRegistry()  # loaded models: the chat and the local API share them
 
         self.session = ChatSession(
             self.store,
@@ -243,6 +246,8 @@ class AppContext(QObject):
         self.window.add_view("library", "Library", self.library_view)
         self.window.add_view("chat", "Chat", self.chat)
         self._add_compare_view()
+        self.server_view = ServerView(self.models)
+        self.window.add_view("server", "Local API", self.server_view)
         self.window.add_view("doctor", "Doctor & settings", self.doctor)
         self.window.resize(1280, 800)
         self._wire()
@@ -290,7 +295,7 @@ class AppContext(QObject):
                 calibration=self._calibration(),
                 machine_key=self._machine_key(),
             )
-            engine = PlannedEngine(client, self._plan_for_file)
+            engine = PlannedEngine(self.models.share(client), self._plan_for_file)
         return ModelHost(engine)
 
     def _calibration(self) -> Any:
@@ -712,6 +717,7 @@ class AppContext(QObject):
             lazy.widget.shutdown()
         if self._downloads_service is not None:
             self._downloads_service.shutdown()
+        self.server_view.shutdown()  # API replies end before the hosts they run on
         self.session.shutdown()
         if self.sampler_worker is not None:
             self.sampler_worker.stop()  # also closes the sampler (NVML)

@@ -1,0 +1,219 @@
+"""``ServerView``: the local API switch (off by default), its address, port and key, and a log.
+
+The core does the work (``launcher.server``): ``ServerController`` owns the running
+``LocalApiServer`` over the app's ``ModelRegistry`` - the same shared model hosts the chat
+uses, so API requests and the chat take turns - and the ``RequestLog``. The view only edits
+the settings, flips the switch and renders. It polls the log and the registry on a timer at
+4 Hz (the server's threads never touch widgets, and a busy API cannot flood the GUI).
+
+The HTTP server module is imported only when the switch is turned on, so the view costs
+nothing at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from launcher.errors import LauncherError
+from launcher.server.requestlog import RequestLog
+from ui.widgets.server_log import RequestLogModel
+
+POLL_INTERVAL_MS = 250  # 4 Hz: the log and model list refresh at most this often
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+class ServerController(QObject):
+    """Starts and stops the local API over ``registry``; keeps the request log across runs."""
+
+    state_changed = Signal(bool, str)  # running, a message for the status line
+
+    def __init__(self, registry: Any, request_log: RequestLog | None = None) -> None:
+        super().__init__()
+        self.registry = registry
+        self.log = request_log if request_log is not None else RequestLog()
+        self.server: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self.server is not None
+
+    @property
+    def url(self) -> str:
+        return str(self.server.url) if self.server is not None else ""
+
+    def start(self, host: str, port: int, api_key: str | None) -> bool:
+        """Listen now (binding is instant); False with the core's message when refused."""
+        if self.server is not None:
+            return True
+        from launcher.server.httpd import LocalApiServer
+
+        try:
+            server = LocalApiServer(
+                self.registry, host=host, port=port, api_key=api_key, request_log=self.log
+            )
+            server.start()
+        except LauncherError as exc:
+            self.state_changed.emit(False, str(exc))
+            return False
+        self.server = server
+        key = "clients must send the API key" if api_key else "no API key"
+        self.state_changed.emit(True, f"Serving at {server.url} ({key}).")
+        return True
+
+    def stop(self) -> None:
+        """Stop listening; replies in flight are cancelled (each ends within one token)."""
+        server, self.server = self.server, None
+        if server is None:
+            return
+        server.stop(timeout=5.0)
+        self.state_changed.emit(False, "The local API is off.")
+
+
+class ServerView(QWidget):
+    """The switch, the address/port/key fields, the loaded models and the request log."""
+
+    def __init__(
+        self,
+        registry: Any,
+        controller: ServerController | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.registry = registry
+        self.controller = controller or ServerController(registry)
+        self.log_model = RequestLogModel(self)
+        self._seen = (-1, -1)
+
+        title = QLabel("Local API")
+        title.setProperty("role", "title")
+        intro = QLabel(
+            "Serve the models loaded in Spark Launcher over the OpenAI-compatible API, for "
+            "local agents, coding assistants and IDE plugins. Requests take turns with your "
+            "chat on the same model."
+        )
+        intro.setWordWrap(True)
+        intro.setProperty("role", "hint")
+
+        self.switch = QCheckBox("Serve the loaded models")
+        self.switch.setObjectName("server_switch")
+        box = QGroupBox("Address")
+        form = QFormLayout(box)
+        self.host_field = QLineEdit(DEFAULT_HOST)
+        self.host_field.setToolTip(
+            "127.0.0.1: only this machine. Any other address (0.0.0.0: every network) lets "
+            "other machines connect and needs an API key."
+        )
+        self.port_field = QSpinBox()
+        self.port_field.setRange(0, 65535)
+        self.port_field.setValue(DEFAULT_PORT)
+        self.key_field = QLineEdit()
+        self.key_field.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key_field.setPlaceholderText("required unless the address is 127.0.0.1")
+        form.addRow("Address:", self.host_field)
+        form.addRow("Port:", self.port_field)
+        form.addRow("API key:", self.key_field)
+        self.status_label = QLabel("The local API is off.")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(
+            self.status_label.textInteractionFlags() | Qt.TextInteractionFlag.TextSelectableByMouse
+        )
+        self.models_label = QLabel("")
+        self.models_label.setWordWrap(True)
+        self.models_label.setProperty("role", "hint")
+
+        self.table = QTableView()
+        self.table.setModel(self.log_model)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.horizontalHeader()
+        for col in (0, 1, 2, 5):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(6, QHeaderView.ResizeMode.ResizeToContents)
+        self.clear_button = QPushButton("Clear log")
+        log_row = QHBoxLayout()
+        log_title = QLabel("Requests")
+        log_title.setProperty("role", "subtitle")
+        log_row.addWidget(log_title, 1)
+        log_row.addWidget(self.clear_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(title)
+        layout.addWidget(intro)
+        switch_row = QHBoxLayout()
+        switch_row.addWidget(self.switch)
+        switch_row.addStretch(1)
+        layout.addLayout(switch_row)
+        layout.addWidget(box)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.models_label)
+        layout.addLayout(log_row)
+        layout.addWidget(self.table, 1)
+
+        self.switch.toggled.connect(self._on_switch_toggled)
+        self.clear_button.clicked.connect(self.controller.log.clear)
+        self.controller.state_changed.connect(self._on_state_changed)
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_INTERVAL_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        self.refresh()
+
+    # ------------------------------------------------------------------ intents
+    def _on_switch_toggled(self, on: bool) -> None:
+        if on:
+            key = self.key_field.text().strip() or None
+            host = self.host_field.text().strip() or DEFAULT_HOST
+            if not self.controller.start(host, self.port_field.value(), key):
+                self.switch.blockSignals(True)
+                self.switch.setChecked(False)
+                self.switch.blockSignals(False)
+        else:
+            self.controller.stop()
+
+    def _on_state_changed(self, running: bool, message: str) -> None:
+        self.status_label.setText(message)
+        for field in (self.host_field, self.port_field, self.key_field):
+            field.setEnabled(not running)
+        self.refresh()
+
+    # ------------------------------------------------------------------ rendering
+    def refresh(self) -> None:
+        """Re-read the log and the model list when they changed (called at 4 Hz)."""
+        versions = (self.controller.log.version, self.registry.version)
+        if versions == self._seen:
+            return
+        self._seen = versions
+        self.log_model.set_records(self.controller.log.records())
+        names = self.registry.names()
+        if names:
+            self.models_label.setText("Models served: " + ", ".join(names))
+        else:
+            self.models_label.setText(
+                "No model is loaded: load one in Chat and it is served under its file name."
+            )
+
+    def shutdown(self) -> None:
+        """Stop the poll timer and the server (the app calls this before ending its hosts)."""
+        self.timer.stop()
+        self.controller.stop()
