@@ -231,8 +231,10 @@ def register_servers(endpoints: Sequence[RpcEndpoint | str]) -> list[dict[str, A
     for ep in eps:
         check_reachable(ep)
     lib = _ggml()
-    lib.ggml_backend_load_all()
     reg = lib.ggml_backend_reg_by_name(b"RPC")
+    if not reg:  # builds with dynamically loaded backends (GGML_BACKEND_DL) register late
+        lib.ggml_backend_load_all()
+        reg = lib.ggml_backend_reg_by_name(b"RPC")
     if not reg:
         raise RpcError("llama.cpp's RPC backend did not register. " + REBUILD_FIX)
     addr = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_rpc_add_server")
@@ -511,7 +513,7 @@ def plan_with_rpc(
         rpc_servers=tuple(dict.fromkeys(str(d.endpoint) for d in devices)),
         tensor_split=tuple(round(w, 6) for w in weights),
     )
-    plan.speed = _speed(s, machine, plan, devs, devices, base)
+    plan.speed = _speed(s, machine, plan, devs, devices)
     return plan
 
 
@@ -521,7 +523,6 @@ def _speed(
     plan: MemoryPlan,
     devs: dict[str, DeviceUse],
     devices: Sequence[RpcDevice],
-    base: MemoryPlan,
 ) -> SpeedEstimate:
     """Decode: bytes each device reads per token at its bandwidth, plus one round trip per
     remote host; remote bandwidth is assumed like this machine's GPU (or RAM) unless known.
@@ -551,11 +552,19 @@ def _speed(
             read -= s.input_bytes  # only one embedding row per token is read
             t += max(0, read) / (eff_cpu * ram_bw * 1e9)
         else:
-            eff = eff_gpu if bw[name] != ram_bw else eff_cpu
+            eff = eff_gpu if local_gpu else eff_cpu  # remote assumed like this machine
             t += read / (eff * bw[name] * 1e9)
+    # prefill: every layer still runs once per ubatch, on a device like this machine's best
+    as_local = dataclasses.replace(
+        plan,
+        verdict="full_gpu" if b.gpu_name else "cpu",
+        gpu_layers=s.n_layers if b.gpu_name else 0,
+        output_on_gpu=bool(b.gpu_name),
+    )
+    prefill = est.estimate_speed(s, machine, as_local).prefill_tokens_per_s
     return est.SpeedEstimate(
         round(1.0 / t, 2),
-        base.speed.prefill_tokens_per_s,
+        prefill,
         "estimated",
         f"over RPC ({len(hosts)} remote host(s)): per-device reads at "
         f"{remote_default:.0f} GB/s assumed for remote devices, "

@@ -18,7 +18,9 @@ from collections.abc import Iterable, Sequence
 from launcher.engine.events import BufferSize
 
 _BUFFER = re.compile(
-    r"(?P<device>[A-Za-z][\w.-]*)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size\s*=\s*"
+    # RPC buffers are named "RPC<device on the server>[host:port]"
+    r"(?P<device>[A-Za-z][\w.-]*(?:\[[^\]\s]*\])?)"
+    r"\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size\s*=\s*"
     r"(?P<size>[\d.]+)\s*(?P<unit>[KMG]i?B|B)"
 )
 _UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1000, "MB": 10**6}

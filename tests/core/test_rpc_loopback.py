@@ -133,12 +133,14 @@ def test_a_model_split_across_two_rpc_servers_is_planned_loaded_and_generates(
     assert main(["bench", *args, "--tokens", "8", "--threads", "1", "--json"]) == 0
     ran = json.loads(capsys.readouterr().out)
     assert ran["generated_tokens"] == 8 and ran["params"]["rpc_servers"] == servers
-    # llama.cpp put the model's blocks on both servers, as the plan said
-    model_bytes: dict[str, int] = {}
-    for b in ran["buffers"]:
-        if b["kind"] == "model":
-            dev = b["device"].split("[")[0]
-            model_bytes[dev] = model_bytes.get(dev, 0) + b["bytes"]
+    # llama.cpp put the model's blocks on both servers, as the plan said (its buffers are
+    # named "RPC<device on that server>[host:port]"; the devices RPC0, RPC1 in server order)
+    names = {f"RPC0[{ep}]": f"RPC{i}" for i, ep in enumerate(servers.split(","))}
+    model_bytes = {
+        names[b["device"]]: b["bytes"]
+        for b in ran["buffers"]
+        if b["kind"] == "model" and b["device"] in names
+    }
     for dev in ("RPC0", "RPC1"):
         want = planned["per_device"][dev]["weights"]
         assert model_bytes.get(dev, 0) == pytest.approx(want, rel=0.1, abs=MiB)

@@ -11,6 +11,7 @@ import pytest
 
 from launcher.cli import main
 from launcher.engine import EngineClient, EngineParams
+from launcher.engine.logparse import parse_buffers
 from launcher.errors import ModelLoadError, RpcError
 from launcher.estimate import GiB, ModelSummary, plan
 from launcher.hardware.doctor import check_rpc
@@ -205,3 +206,16 @@ def test_loading_over_rpc_without_an_rpc_build_says_how_to_rebuild(tmp_path: Pat
             client.load(model, params)
     finally:
         client.unload()
+
+
+def test_llama_cpp_buffers_on_rpc_servers_are_reported_per_server() -> None:
+    lines = [
+        "load_tensors: RPC0[10.0.0.2:50052] model buffer size = 70123.50 MiB",
+        "load_tensors: RPC0[10.0.0.3:50052] model buffer size =   512.00 MiB",
+        "load_tensors:        CUDA0 model buffer size = 69000.00 MiB",
+        "llama_context: RPC0[10.0.0.2:50052] compute buffer size =    74.00 MiB",
+    ]
+    got = {(b.device, b.kind): b.bytes for b in parse_buffers(lines)}
+    assert got[("RPC0[10.0.0.2:50052]", "model")] == round(70123.5 * 2**20)
+    assert got[("RPC0[10.0.0.3:50052]", "model")] == 512 * 2**20
+    assert ("CUDA0", "model") in got and ("RPC0[10.0.0.2:50052]", "compute") in got
