@@ -152,7 +152,9 @@ class PlannedEngine:
         return getattr(self.client, "pid", None)
 
     def load(self, path: str, plan: Any = None, on_progress: Any = None) -> Any:
-        if plan is None and self.planner is not None:
+        from launcher.remotes import is_remote_spec
+
+        if plan is None and self.planner is not None and not is_remote_spec(path):
             try:
                 plan = self.planner(path)
             except Exception:
@@ -295,6 +297,10 @@ class AppContext(QObject):
                 calibration=self._calibration(),
                 machine_key=self._machine_key(),
             )
+            from launcher.engine.remote import LocalOrRemoteClient
+
+            # remote:NAME/MODEL (a saved server's model) loads like a file, in the same slot.
+            client = LocalOrRemoteClient(client, paths=self.paths)
             engine = PlannedEngine(self.models.share(client), self._plan_for_file)
         return ModelHost(engine)
 
@@ -352,6 +358,8 @@ class AppContext(QObject):
         self.doctor.rerun_requested.connect(self.run_doctor)
         self.doctor.settings_saved.connect(self._on_settings_saved)
         self.doctor.token_entered.connect(self._on_token_entered)
+        self.doctor.remotes.add_requested.connect(self.add_remote)
+        self.doctor.remotes.remove_requested.connect(self.remove_remote)
         self.session.model_loaded.connect(self._on_model_loaded)
         self.session.model_unloaded.connect(self._on_model_unloaded)
         self.window.view_changed.connect(self._on_view_changed)
@@ -372,6 +380,7 @@ class AppContext(QObject):
 
             self.local_tasks.submit(probe, self._on_profile, self._on_probe_failed)
         self.scan_library()
+        self.refresh_remotes()
 
     def _load_catalog(self) -> Any:
         """The catalog, loaded once (thread-safe: the first caller loads it)."""
@@ -536,7 +545,8 @@ class AppContext(QObject):
         self.library_tasks.submit(work, self._on_library, self.library_view.show_message)
 
     def _on_library(self, rows: list[Any]) -> None:
-        self.local_models.set_rows(rows)
+        self._library_rows = list(rows)
+        self.local_models.set_rows(rows + getattr(self, "_remote_rows", []))
         self._update_candidate_states()
 
     def delete_model(self, path: str) -> None:
@@ -651,7 +661,7 @@ class AppContext(QObject):
     def _on_model_loaded(self, path: str, loaded: Any) -> None:
         pid = getattr(loaded, "pid", None)
         sampler = getattr(self, "sampler", None)
-        if pid is not None:
+        if pid:  # a remote model has no process here (pid 0)
             self._model_pids[path] = pid
             if sampler is not None:
                 sampler.track(pid, Path(path).name)
@@ -661,6 +671,85 @@ class AppContext(QObject):
         sampler = getattr(self, "sampler", None)
         if pid is not None and sampler is not None:
             sampler.untrack(pid)
+
+    # ------------------------------------------------------------------ remote servers
+    def refresh_remotes(self) -> None:
+        """Ask every saved remote server for its models (network thread); they join the
+        model pickers as ``remote:NAME/MODEL`` rows, and Doctor & settings lists the servers."""
+        from ui.models.rows import LocalModelRow
+        from ui.views.remotes import RemoteRow
+
+        paths = self.paths
+
+        def work() -> tuple[list[RemoteRow], list[LocalModelRow]]:
+            from launcher.engine.remote import list_models
+            from launcher.remotes import RemoteStore, make_spec
+
+            servers, models = [], []
+            for remote in RemoteStore(paths).all():
+                try:
+                    ids = [m["id"] for m in list_models(remote)]
+                except Exception as exc:  # one server down must not hide the others
+                    servers.append(
+                        RemoteRow(remote.name, remote.base_url, remote.has_key, str(exc))
+                    )
+                    continue
+                status = f"{len(ids)} model{'s' * (len(ids) != 1)}"
+                servers.append(RemoteRow(remote.name, remote.base_url, remote.has_key, status))
+                for model_id in ids:
+                    models.append(
+                        LocalModelRow(
+                            path=make_spec(remote.name, model_id),
+                            name=f"{model_id} @{remote.name}",
+                            size_bytes=None,
+                            source=f"Remote: {remote.name}",
+                            ours=False,
+                        )
+                    )
+            return servers, models
+
+        def done(result: tuple[list[RemoteRow], list[LocalModelRow]]) -> None:
+            servers, models = result
+            self.doctor.remotes.set_remotes(servers)
+            self._remote_rows = models
+            self.local_models.set_rows(getattr(self, "_library_rows", []) + models)
+
+        self.network_tasks.submit(work, done, self.doctor.remotes.show_message)
+
+    def add_remote(self, name: str, url: str, api_key: str) -> None:
+        """Check the server answers (with this key), then save it; the key is never shown."""
+        paths = self.paths
+
+        def work() -> str:
+            from launcher.engine.remote import list_models
+            from launcher.remotes import RemoteStore
+
+            store = RemoteStore(paths)
+            remote = store.make(name, url, api_key or None)
+            count = len(list_models(remote))
+            store.save(remote)
+            return f"Saved {remote.name} ({remote.base_url}): {count} model(s) to chat with."
+
+        def done(message: str) -> None:
+            self.doctor.remotes.show_message(message)
+            self.refresh_remotes()
+
+        self.network_tasks.submit(work, done, self.doctor.remotes.show_message)
+
+    def remove_remote(self, name: str) -> None:
+        paths = self.paths
+
+        def work() -> str:
+            from launcher.remotes import RemoteStore
+
+            RemoteStore(paths).remove(name)
+            return f"Removed {name}."
+
+        def done(message: str) -> None:
+            self.doctor.remotes.show_message(message)
+            self.refresh_remotes()
+
+        self.network_tasks.submit(work, done, self.doctor.remotes.show_message)
 
     # ------------------------------------------------------------------ doctor & settings
     def run_doctor(self) -> None:

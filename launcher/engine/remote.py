@@ -505,3 +505,70 @@ def _shutdown_socket(response: Any) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+class LocalOrRemoteClient:
+    """One model slot that runs a GGUF file in ``local`` (an ``EngineClient``) and a
+    ``remote:NAME/MODEL`` in a ``RemoteEngineClient``: what the app's chat holds, so a remote
+    model is picked and loaded like a file. Loading one kind unloads the other."""
+
+    def __init__(self, local: Any, *, paths: AppPaths | None = None) -> None:
+        self.local = local
+        self.remote = RemoteEngineClient(paths=paths)
+        self.current: Any = local
+
+    @property
+    def pid(self) -> int | None:
+        return self.current.pid
+
+    @property
+    def loaded(self) -> Loaded | None:
+        return self.current.loaded
+
+    @property
+    def is_loaded(self) -> bool:
+        return bool(self.current.is_loaded)
+
+    @property
+    def last_crash(self) -> Any:
+        return getattr(self.current, "last_crash", None)
+
+    def memory(self) -> tuple[int, int | None]:
+        return self.current.memory()
+
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        params: Any = None,
+        on_progress: Callable[[LoadProgress], None] | None = None,
+        *,
+        plan: Any = None,
+    ) -> Loaded:
+        target = self.remote if is_remote_spec(path) else self.local
+        other = self.local if target is self.remote else self.remote
+        other.unload()
+        self.current = target
+        return target.load(path, params, on_progress, plan=plan)
+
+    def chat(
+        self, messages: Sequence[Mapping[str, str]], sampling: Sampling | None = None
+    ) -> Iterator[Event]:
+        return self.current.chat(messages, sampling)
+
+    def complete(self, prompt: str, sampling: Sampling | None = None) -> Iterator[Event]:
+        return self.current.complete(prompt, sampling)
+
+    def cancel(self) -> None:
+        self.current.cancel()
+
+    def unload(self) -> None:
+        self.remote.unload()
+        self.local.unload()
+
+    close = unload
+
+    def __enter__(self) -> LocalOrRemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unload()

@@ -34,6 +34,7 @@ def metrics_from(event: Any, loaded: Any = None, plan: Any = None) -> dict[str, 
         "prompt_tokens": ("prompt_tokens",),
         "generated_tokens": ("generated_tokens", "completion_tokens"),
         "stop_reason": ("stop_reason", "finish_reason"),
+        "remote": ("remote",),  # "NAME (URL)": a remote server's reply, measured here
     }.items():
         for name in names:
             value = src.get(name) if isinstance(src, dict) else getattr(src, name, None)
@@ -43,7 +44,7 @@ def metrics_from(event: Any, loaded: Any = None, plan: Any = None) -> dict[str, 
     for source, names in ((loaded, ("rss_bytes", "memory_bytes", "total_bytes")),):
         for name in names:
             value = getattr(source, name, None) if source is not None else None
-            if isinstance(value, int | float):
+            if isinstance(value, int | float) and value:  # 0: a remote model, nothing here
                 out["memory_bytes"] = int(value)
                 break
     if plan is not None:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from launcher.settings import Settings
 from ui.models.checks import CheckModel
 from ui.models.rows import CheckRow
+from ui.views.remotes import RemoteServersBox
 
 CONTEXT_CHOICES = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
@@ -118,6 +119,8 @@ class DoctorView(QWidget):
         layout.addWidget(self.table, 1)
         layout.addLayout(row)
         layout.addWidget(box)
+        self.remotes = RemoteServersBox()  # saved remote servers; wired in ui/app.py
+        layout.addWidget(self.remotes)
 
         self.rerun_button.clicked.connect(self._on_rerun)
         self.save_button.clicked.connect(self._on_save)

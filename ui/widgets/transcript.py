@@ -44,6 +44,8 @@ def metrics_line(metrics: dict[str, Any] | None, incomplete: bool = False) -> st
         parts.append(mem)
     elif m.get("estimate_bytes") is not None:
         parts.append(f"estimate {fmt_bytes(m['estimate_bytes'])}")
+    if m.get("remote"):
+        parts.append(f"remote {m['remote']}, measured here")
     if incomplete:
         parts.append("stopped")
     return " · ".join(parts)
