@@ -122,6 +122,9 @@ class RemoteEngineClient:
         self._active_thread: int | None = None
         self.loaded: Loaded | None = None
         self.last_crash = None  # the EngineClient surface; a remote has no host to crash
+        # The server's own timings of the last reply, where it sends them (llama-server's
+        # "timings": prompt_ms, predicted_per_second...): to check our measurements against.
+        self.last_server_timings: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -275,6 +278,7 @@ class RemoteEngineClient:
             raise EngineError("No model is loaded: load a model first.")
         self._active_thread = threading.get_ident()
         self._cancelled.clear()
+        self.last_server_timings = None
         request = {
             "model": self._model,
             **body,
@@ -322,6 +326,8 @@ class RemoteEngineClient:
                         )
                     if isinstance(chunk.get("usage"), dict):
                         usage = chunk["usage"]
+                    if isinstance(chunk.get("timings"), dict):
+                        self.last_server_timings = chunk["timings"]
                     for choice in chunk.get("choices") or ():
                         text = _choice_text(choice)
                         if choice.get("finish_reason"):
