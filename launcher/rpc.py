@@ -56,7 +56,9 @@ REBUILD_FIX = (
     "`rm .venv/.setup-stamp && LLAMA_CMAKE_ARGS=-DGGML_RPC=on make setup`."
 )
 _RPC_LIB_NAMES = ("libggml-rpc.so", "libggml-rpc.dylib", "ggml-rpc.dll")
-_GGML_LIB_NAMES = ("libggml.so", "libggml.dylib", "ggml.dll")
+# The soname first: wheels hold copies (not symlinks) of libggml.so / .so.0, and only the file
+# libllama links against (libggml.so.0) holds the device registry llama.cpp reads.
+_GGML_LIB_NAMES = ("libggml.so.0", "libggml.0.dylib", "libggml.so", "libggml.dylib", "ggml.dll")
 
 
 @dataclass(frozen=True, order=True)
@@ -188,6 +190,9 @@ def require_rpc() -> None:
 
 
 def _ggml() -> ctypes.CDLL:
+    """The ggml library llama.cpp itself uses (its device registry is the one that counts)."""
+    import llama_cpp  # noqa: F401  (loads libllama and, through it, its libggml)
+
     lib_dir = _lib_dir()
     for name in _GGML_LIB_NAMES:
         if lib_dir is not None and (lib_dir / name).exists():
