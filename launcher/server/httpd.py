@@ -444,6 +444,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 self._send_error(rid, err)
                 return
+        # The stream ended without a reply: the model was unloaded under it.
+        self._send_error(rid, _unloaded_error())
 
     def _stream_reply(
         self,
@@ -498,6 +500,10 @@ class _Handler(BaseHTTPRequestHandler):
                 send(oa.sse(err.body()))
                 send(oa.SSE_DONE)
                 return
+        err = _unloaded_error()
+        self.api.log.update(rid, status=503, error=err.message, finished=True)
+        send(oa.sse(err.body()))
+        send(oa.SSE_DONE)
 
     def _finished(self, rid: int, event: ReplyFinished, gone: bool) -> None:
         m = event.metrics
@@ -514,3 +520,12 @@ class _Handler(BaseHTTPRequestHandler):
             error="The client disconnected; generation was stopped." if gone else "",
             finished=True,
         )
+
+
+def _unloaded_error() -> oa.ApiError:
+    return oa.ApiError(
+        503,
+        "The model was unloaded while it was answering. Load it again and retry.",
+        type="server_error",
+        code="model_not_loaded",
+    )

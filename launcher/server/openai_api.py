@@ -5,7 +5,7 @@ it into the engine's ``Sampling`` and messages (or raise ``ApiError``, which the
 as ``{"error": {...}}`` with its status); the ``*_response`` / ``*_chunk`` builders shape
 replies exactly like the OpenAI API (``usage`` from the engine's measured token counts). The
 field names follow the OpenAI reference; extras that llama.cpp's own server accepts
-(``top_k``, ``min_p``, ``repeat_penalty``) are accepted too.
+(``top_k``, ``min_p``, ``repeat_penalty``, ``cache_prompt``) are accepted too.
 """
 
 from __future__ import annotations
@@ -146,6 +146,11 @@ def _sampling(body: Mapping[str, Any]) -> Sampling:
         if len(stop) > 4:
             raise ApiError(400, "'stop' takes at most 4 sequences.", param="stop")
         kwargs["stop"] = tuple(s for s in stop if s)
+    cache_prompt = body.get("cache_prompt")  # llama-server's extra: reuse the prompt's KV
+    if cache_prompt is not None:
+        if not isinstance(cache_prompt, bool):
+            raise ApiError(400, "'cache_prompt' must be true or false.", param="cache_prompt")
+        kwargs["cache_prompt"] = cache_prompt
     n = _integer(body, "n", 1, 128)
     if n is not None and n != 1:
         raise ApiError(400, "Only n=1 is supported: one reply per request.", param="n")

@@ -364,6 +364,7 @@ class SharedModel:
     ) -> Any:
         """Load ``path`` in the host (replacing any model) and list it in the registry."""
         self._unregister("Another model is being loaded in its place.")
+        self.cancel_all()  # replies in flight end now instead of delaying the new load
         loaded = self.client.load(path, params, on_progress=on_progress, plan=plan)
         self.queue.reopen()
         self._register(path)
