@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -271,3 +273,30 @@ def test_non_loopback_address_needs_an_api_key(
     # The CLI refuses before loading anything.
     assert cli_main(["serve", str(gemma_path), "--host", "0.0.0.0", "--port", "0"]) == 1
     assert "--api-key" in capsys.readouterr().err
+
+
+@pytest.mark.allow_leftovers  # the reloaded host is the module fixture's to unload
+def test_a_killed_host_is_an_error_event_and_the_model_leaves_the_list(
+    served: Served, gemma_path: Path
+) -> None:
+    """Last in the module: SIGKILL the host mid-stream, then load the model again."""
+    conn, resp = served.raw(
+        "POST",
+        "/v1/completions",
+        {"prompt": COUNTING, "max_tokens": 1500, "stream": True, "temperature": 0},
+    )
+    assert resp.readline().startswith(b"data: ")
+    os.kill(served.model.pid or 0, signal.SIGKILL)
+    events = [e for e in resp.read().decode().split("\n\n") if e]
+    conn.close()
+    assert events[-1] == "data: [DONE]"
+    error = json.loads(events[-2][len("data: ") :])["error"]
+    assert error["code"] == "model_crashed"
+    assert "stopped unexpectedly" in error["message"]
+    assert [m.id for m in served.client.models.list()] == []
+    with pytest.raises(openai.APIStatusError) as info:
+        served.client.chat.completions.create(model="gemma-3-270m-q4_k_m", messages=HELLO)
+    assert info.value.status_code == 503
+
+    served.model.load(str(gemma_path), PARAMS)
+    assert [m.id for m in served.client.models.list()] == ["gemma-3-270m-q4_k_m"]
