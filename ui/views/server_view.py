@@ -114,7 +114,7 @@ class ServerView(QWidget):
 
         self.switch = QCheckBox("Serve the loaded models")
         self.switch.setObjectName("server_switch")
-        box = QGroupBox("Address")
+        box = QGroupBox("Listen on")
         form = QFormLayout(box)
         self.host_field = QLineEdit(DEFAULT_HOST)
         self.host_field.setToolTip(
@@ -217,3 +217,64 @@ class ServerView(QWidget):
         """Stop the poll timer and the server (the app calls this before ending its hosts)."""
         self.timer.stop()
         self.controller.stop()
+
+
+def render_screenshot(out: str, model_path: str) -> None:
+    """Render the view serving a real model after a few real requests (``docs/server.png``)."""
+    import http.client
+    import json
+    import socket
+
+    from PySide6.QtWidgets import QApplication
+
+    from launcher.engine import EngineClient, EngineParams
+    from launcher.server.pool import ModelRegistry
+    from ui.theme import STYLE_SHEET
+
+    app = QApplication.instance() or QApplication([])
+    registry = ModelRegistry()
+    model = registry.share(EngineClient())
+    model.load(model_path, EngineParams(n_ctx=2048))
+    view = ServerView(registry)
+    view.setStyleSheet(STYLE_SHEET)  # the main window's, which this view normally inherits
+    with socket.socket() as probe:  # the default port when free, so the picture looks usual
+        free = probe.connect_ex(("127.0.0.1", DEFAULT_PORT)) != 0
+    view.port_field.setValue(DEFAULT_PORT if free else 0)
+    view.resize(1100, 640)
+    view.show()
+    view.switch.setChecked(True)
+    port = view.controller.server.port
+    bodies = [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Say hello."}]}),
+        ("/v1/completions", {"prompt": "1, 2, 3, 4,", "max_tokens": 16, "stream": True}),
+        ("/v1/chat/completions", {"messages": "not a list"}),
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "Name three colours."}],
+                "max_tokens": 24,
+                "stream": True,
+            },
+        ),
+    ]
+    try:
+        for path, body in bodies:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            conn.getresponse().read()
+            conn.close()
+        view.refresh()
+        app.processEvents()
+        view.grab().save(out)
+    finally:
+        view.shutdown()
+        model.unload()
+
+
+if __name__ == "__main__":
+    import sys
+
+    render_screenshot(
+        sys.argv[1] if len(sys.argv) > 1 else "docs/server.png",
+        sys.argv[2] if len(sys.argv) > 2 else ".cache/models/gemma-3-270m-q4_k_m.gguf",
+    )
