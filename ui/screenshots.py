@@ -92,8 +92,10 @@ def main(argv: list[str]) -> int:
             ctx.session.open_conversation(summaries[0].id)
         written = []
         for key in window.view_keys():
-            if key == "compare":
-                continue  # docs/compare*.png come from the comparison view's own tooling
+            if key in ("compare", "server"):
+                # docs/compare*.png and docs/server.png come from those views' own tooling
+                # (server: `python -m ui.views.server_view`, with real requests in its log).
+                continue
             window.show_view(key)
             _wait(app, 150)  # type: ignore[arg-type]
             path = out / f"{key}.png"
