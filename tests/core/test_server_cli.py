@@ -1,0 +1,64 @@
+"""``spark-launcher serve`` as a user runs it: a real process loads the model, prints where it
+serves, answers the ``openai`` client, and Ctrl-C ends it and its model host cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import psutil
+
+
+def test_serve_answers_then_ctrl_c_stops_it_cleanly(app_home: Path, gemma_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "serve",
+            str(gemma_path),
+            "--port",
+            "0",
+            "--json",
+            "--ctx",
+            "1024",
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert ready["models"] == ["gemma-3-270m-q4_k_m"]
+        assert ready["url"].startswith("http://127.0.0.1:")
+        children = psutil.Process(proc.pid).children()  # the model host (+ mp's tracker)
+
+        client = openai.OpenAI(base_url=ready["url"], api_key="none", max_retries=0)
+        try:
+            reply = client.chat.completions.create(
+                model="gemma-3-270m-q4_k_m",
+                messages=[{"role": "user", "content": "Say hello."}],
+                max_tokens=6,
+            )
+        finally:
+            client.close()
+        assert reply.choices[0].message.content is not None
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert not any(h.is_running() and h.status() != psutil.STATUS_ZOMBIE for h in children)
+        assert "loaded in" in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
