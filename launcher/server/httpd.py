@@ -233,6 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "SparkLauncher"
     timeout = 120  # an idle keep-alive connection is closed after this many seconds
     server: _HTTPServer
+    _responded = False  # a status line went out for the current request
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -260,6 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
+        self._responded = True
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -325,6 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_error(rid, err)
 
     def do_POST(self) -> None:
+        self._responded = False
         with self.api._request():
             rid = self.api.log.start(self._client(), "POST", self.path)
             path = self.path.split("?", 1)[0].rstrip("/")
@@ -349,6 +352,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self.api.log.update(
                     rid, status=499, error="The client disconnected.", finished=True
                 )
+            except Exception as exc:  # a bug must cost one request, never the server
+                log.exception("local API request failed")
+                self.close_connection = True
+                internal = oa.ApiError(
+                    500, f"Internal error: {type(exc).__name__}: {exc}", type="server_error"
+                )
+                if self._responded:
+                    self.api.log.update(rid, status=500, error=internal.message, finished=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        self._send_error(rid, internal)
 
     # ------------------------------------------------------------------ generation
     def _generate(self, rid: int, req: oa.ApiRequest, model: SharedModel) -> None:
@@ -382,12 +396,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _first_event(self, model: SharedModel, stream: TurnStream) -> Any:
         try:
             self._wait_turn(model, stream)
-            return next(stream)
+            first = next(stream)
+        except StopIteration:
+            raise _unloaded_error() from None
         except ModelUnavailableError as exc:
             raise oa.ApiError(503, str(exc), type="server_error", code="model_not_loaded") from exc
         except EngineError as exc:
             # Refused by the engine before any token: the prompt does not fit, and the like.
             raise oa.ApiError(400, str(exc), code="request_refused") from exc
+        if isinstance(first, HostCrashed):
+            message = str(first.as_error())
+            raise oa.ApiError(500, message, type="server_error", code="model_crashed")
+        return first
 
     def _run(self, rid: int, req: oa.ApiRequest, model: SharedModel, stream: TurnStream) -> None:
         first = self._first_event(model, stream)
@@ -427,10 +447,14 @@ class _Handler(BaseHTTPRequestHandler):
                     gone = True
                     stream.cancel()
             elif isinstance(event, ReplyFinished):
-                self._finished(rid, event, gone)
                 if gone:
+                    self._finished(rid, event, gone)
                     self.close_connection = True
                     return
+                if event.metrics.stop_reason == "cancelled":  # unloaded, or the server stops
+                    self._send_error(rid, self._interrupted_error())
+                    return
+                self._finished(rid, event, gone)
                 self._send_json(
                     200, oa.response(req, rid_api, model.name, created, event.text, event.metrics)
                 )
@@ -457,6 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
         rid_api: str,
         created: int,
     ) -> None:
+        self._responded = True
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -486,6 +511,12 @@ class _Handler(BaseHTTPRequestHandler):
                     gone = True
                     stream.cancel()
             elif isinstance(event, ReplyFinished):
+                if event.metrics.stop_reason == "cancelled" and not gone:
+                    err = self._interrupted_error()  # unloaded, or the server stops
+                    self.api.log.update(rid, status=503, error=err.message, finished=True)
+                    send(oa.sse(err.body()))
+                    send(oa.SSE_DONE)
+                    return
                 self._finished(rid, event, gone)
                 reason = oa.finish_reason(event.metrics)
                 send(oa.sse(oa.chunk(req, rid_api, model.name, created, finish=reason)))
@@ -504,6 +535,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.api.log.update(rid, status=503, error=err.message, finished=True)
         send(oa.sse(err.body()))
         send(oa.SSE_DONE)
+
+    def _interrupted_error(self) -> oa.ApiError:
+        """A reply cancelled on this side: the server is stopping, or the model went away."""
+        if self.api._stopping:
+            return oa.ApiError(
+                503,
+                "The local API server is stopping; the reply was cut short. Try again when "
+                "it is back on.",
+                type="server_error",
+                code="server_stopping",
+            )
+        return _unloaded_error()
 
     def _finished(self, rid: int, event: ReplyFinished, gone: bool) -> None:
         m = event.metrics
@@ -525,7 +568,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _unloaded_error() -> oa.ApiError:
     return oa.ApiError(
         503,
-        "The model was unloaded while it was answering. Load it again and retry.",
+        "The model was unloaded (or replaced) while answering. Load it again and retry.",
         type="server_error",
         code="model_not_loaded",
     )

@@ -300,3 +300,32 @@ def test_a_killed_host_is_an_error_event_and_the_model_leaves_the_list(
 
     served.model.load(str(gemma_path), PARAMS)
     assert [m.id for m in served.client.models.list()] == ["gemma-3-270m-q4_k_m"]
+
+
+@pytest.mark.allow_leftovers  # the reloaded host is the module fixture's to unload
+def test_unloading_the_model_mid_reply_answers_503(served: Served, gemma_path: Path) -> None:
+    """The user unloads the model in the app while an API request waits for its answer."""
+    result: list[Any] = []
+
+    def ask() -> None:
+        result.append(
+            served.raw("POST", "/v1/completions", {"prompt": COUNTING, "max_tokens": 1500})
+        )
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    served.wait_record(lambda r: r.running and r.model, timeout=30)
+    queue = served.model.queue
+    deadline = time.monotonic() + 30
+    while queue.holder is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    served.model.unload()
+    asker.join()
+    conn, resp = result[0]
+    body = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 503
+    assert "unloaded" in body["error"]["message"]
+
+    served.model.load(str(gemma_path), PARAMS)
+    assert [m.id for m in served.client.models.list()] == ["gemma-3-270m-q4_k_m"]
