@@ -157,6 +157,19 @@ def test_a_server_without_usage_counts_are_taken_from_the_stream(
     assert isinstance(done, ReplyFinished) and done.metrics.generated_tokens == 4
 
 
+def test_tokens_the_server_held_back_count_until_its_finish_chunk(
+    store: RemoteStore, server: FakeOpenAIServer
+) -> None:
+    # A stop string partly matched: 3 tokens generated but never sent before "finish".
+    server.script = Script(words=4, held_back=3, held_back_s=0.05)
+    with RemoteEngineClient(paths=store.paths) as client:
+        client.load("remote:box/tiny-model")
+        done = _events(client)[-1]
+    assert isinstance(done, ReplyFinished) and done.text == "w0 w1 w2 w3 "
+    assert done.metrics.generated_tokens == 7  # usage counts what was generated, not sent
+    assert done.metrics.decode_s > 0  # up to the finish chunk (ARCHITECTURE, Remote engines)
+
+
 def test_an_unknown_model_says_what_the_server_has(store: RemoteStore) -> None:
     with (
         RemoteEngineClient(paths=store.paths) as client,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,8 @@ class Script:
     stall_after: int | None = None  # stop sending after this many chunks until the client leaves
     busy: bool = False  # answer 503 with Retry-After
     usage: bool = True  # send a usage chunk when asked for one
+    held_back: int = 0  # tokens generated but never sent (a partly matched stop string)
+    held_back_s: float = 0.0  # how long generating them takes before the finish chunk
 
 
 @dataclass
@@ -130,11 +133,14 @@ class FakeOpenAIServer:
                     choice = {"index": 0, "finish_reason": None}
                     choice |= {"delta": {"content": text}} if chat else {"text": text}
                     self._send({"id": "x", "object": "chunk", "choices": [choice]})
+                if script.held_back_s:
+                    time.sleep(script.held_back_s)
                 end: dict[str, Any] = {"index": 0, "finish_reason": "length"}
                 end |= {"delta": {}} if chat else {"text": ""}
                 self._send({"id": "x", "choices": [end]})
                 if script.usage and (body.get("stream_options") or {}).get("include_usage"):
-                    usage = {"prompt_tokens": 5, "completion_tokens": limit, "total_tokens": 0}
+                    generated = limit + script.held_back
+                    usage = {"prompt_tokens": 5, "completion_tokens": generated, "total_tokens": 0}
                     self._send({"id": "x", "choices": [], "usage": usage})
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
