@@ -53,7 +53,9 @@ def test_serve_answers_then_ctrl_c_stops_it_cleanly(app_home: Path, gemma_path: 
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
-        assert not any(h.is_running() and h.status() != psutil.STATUS_ZOMBIE for h in children)
+        # The host was unloaded; multiprocessing's tracker leaves when it sees its parent go.
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive
         assert "loaded in" in (proc.stderr.read() if proc.stderr else "")
     finally:
         if proc.poll() is None:
