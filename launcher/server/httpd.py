@@ -312,12 +312,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self._check_auth()
                 if path == "/v1/models":
                     models = self.api.registry.models()
-                    self._send_json(200, oa.model_list([(m.name, m.created) for m in models]))
+                    self._send_json(
+                        200,
+                        oa.model_list(
+                            [oa.model_entry(m.name, m.created, m.loaded) for m in models]
+                        ),
+                    )
                 elif path.startswith("/v1/models/"):
                     model = self.api.registry.get(path[len("/v1/models/") :])
                     if model is None:
                         raise oa.ApiError(404, "No such model is loaded.", code="model_not_found")
-                    self._send_json(200, oa.model_list([(model.name, model.created)])["data"][0])
+                    self._send_json(200, oa.model_entry(model.name, model.created, model.loaded))
                 elif path in ("/v1/chat/completions", "/v1/completions"):
                     raise oa.ApiError(405, f"Use POST for {path}.")
                 else:

@@ -364,15 +364,27 @@ def usage_chunk(
     }
 
 
-def model_list(entries: list[tuple[str, int]]) -> dict[str, Any]:
-    """``GET /v1/models``: (id, created) pairs."""
-    return {
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "spark-launcher"}
-            for name, created in entries
-        ],
+def model_entry(name: str, created: int, loaded: Any = None) -> dict[str, Any]:
+    """One ``/v1/models`` entry; ``meta`` (as llama-server has it) from the engine's ``Loaded``."""
+    entry: dict[str, Any] = {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "spark-launcher",
     }
+    if loaded is not None:
+        entry["meta"] = {
+            "n_ctx": getattr(loaded, "n_ctx", None),
+            "n_ctx_train": getattr(loaded, "n_ctx_train", None),
+            "n_params": getattr(loaded, "n_params", None),
+            "size": getattr(loaded, "model_size_bytes", None),
+        }
+    return entry
+
+
+def model_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """``GET /v1/models``: the entries of :func:`model_entry`."""
+    return {"object": "list", "data": entries}
 
 
 def sse(obj: Any) -> bytes:

@@ -78,6 +78,11 @@ def served(gemma_path: Path) -> Iterator[Served]:
 def test_model_list_names_the_loaded_model(served: Served) -> None:
     ids = [m.id for m in served.client.models.list()]
     assert ids == ["gemma-3-270m-q4_k_m"]
+    conn, resp = served.raw("GET", "/v1/models/gemma-3-270m-q4_k_m")
+    entry = json.loads(resp.read())
+    conn.close()
+    assert entry["meta"]["n_ctx"] == 1024  # clients can size their prompts
+    assert entry["meta"]["n_params"] > 200_000_000
 
 
 def test_chat_answers_with_usage_counts(served: Served) -> None:
