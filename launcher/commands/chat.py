@@ -28,7 +28,7 @@ from launcher.engine import (
     Sampling,
     Token,
 )
-from launcher.errors import ModelLoadError
+from launcher.errors import ModelLoadError, RemoteEngineError
 from launcher.paths import AppPaths
 
 
@@ -260,6 +260,12 @@ def handler(args: argparse.Namespace) -> int:
                             print(piece, end="", flush=True)
                 except KeyboardInterrupt:
                     return 0
+                except RemoteEngineError as exc:  # the server failed this reply: say so, go on
+                    if not interactive:
+                        raise  # a script gets the error and exit code 1
+                    if history and history[-1]["role"] == "user":
+                        history.pop()
+                    print(f"\nerror: {exc}", file=sys.stderr, flush=True)
                 finally:
                     interrupts.replying = False
                 if not client.is_loaded:  # the host crashed: load again to go on

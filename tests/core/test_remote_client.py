@@ -260,3 +260,19 @@ def test_chatting_before_loading_is_refused(app_home: Path) -> None:
 
     with RemoteEngineClient() as client, pytest.raises(EngineError, match="load a model"):
         _events(client)
+
+
+def test_chat_command_reports_a_server_that_dies_mid_reply(
+    store: RemoteStore,
+    server: FakeOpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    server.script = Script(words=50, drop_after=2)
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\n"))
+    assert main(["chat", "remote:box/tiny-model", "--max-tokens", "50"]) == 1
+    out = capsys.readouterr()
+    assert out.out.startswith("w0 w1 ")
+    assert "error: The connection to box" in out.err and KEY not in out.err
