@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from launcher.machines import resolve_machine
 from launcher.paths import AppPaths
 from launcher.remotes import RemoteStore
-from tests.support.remote_fake_server import FakeOpenAIServer, fake_openai_server
+from tests.support.remote_fake_server import FakeOpenAIServer, Script, fake_openai_server
 from ui.app import AppContext
 
 KEY = "sk-ui-secret-42"
@@ -79,6 +79,15 @@ def test_add_a_remote_then_chat_with_its_model(qtbot, ctx: AppContext, server) -
     assert reply.metrics["remote"].startswith("box (") and "memory_bytes" not in reply.metrics
     assert "measured here" in ctx.chat.transcript.toPlainText()
     assert server.requests[-1]["messages"][-1] == {"role": "user", "content": "Hello there"}
+
+    # The server dies mid-reply: the partial reply is kept, the chat says why, nothing hangs.
+    server.script = Script(words=50, drop_after=2)
+    qtbot.keyClicks(ctx.chat.input, "Once more")
+    with qtbot.waitSignal(ctx.session.reply_ended, timeout=20000) as broken:
+        qtbot.keyClick(ctx.chat.input, Qt.Key.Key_Return)
+    assert broken.args[0].incomplete and broken.args[0].content.startswith("w0 w1")
+    qtbot.waitUntil(lambda: "connection to box" in ctx.chat.transcript.toPlainText())
+    assert ctx.session.state == "ready"  # the next message can go to the server again
     with qtbot.waitSignal(ctx.session.model_unloaded, timeout=20000):
         qtbot.mouseClick(ctx.chat.load_button, Qt.MouseButton.LeftButton)
 
