@@ -59,6 +59,7 @@ def test_add_a_remote_then_chat_with_its_model(qtbot, ctx: AppContext, server) -
 
     # Its model joins the pickers, next to the models on disk.
     qtbot.waitUntil(lambda: ctx.chat.select_model(SPEC), timeout=20000)
+    assert "(1 on remote servers)" in ctx.library_view.summary.text()
     from ui.compare_view import CompareView
 
     compare = CompareView(local_models=ctx.local_models)

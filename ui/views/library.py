@@ -188,11 +188,13 @@ class LibraryView(QWidget):
         rows = self.local_models.rows()
         self.empty_label.setVisible(not rows)
         self.table.setVisible(bool(rows))
-        others = sum(1 for r in rows if not r.ours)
+        remote = sum(1 for r in rows if r.path.startswith("remote:"))  # on saved servers
+        others = sum(1 for r in rows if not r.ours) - remote
         total = sum(r.size_bytes or 0 for r in rows)
         self.summary.setText(
             f"{len(rows)} models, {total / 2**30:.1f} GiB"
             + (f" ({others} found in other tools' folders, used in place)" if others else "")
+            + (f" ({remote} on remote servers)" if remote else "")
             if rows
             else ""
         )
