@@ -295,9 +295,7 @@ class RemoteEngineClient:
         t_finish: float | None = None  # when the server said the reply is complete
         chunks = 0
         try:
-            with http.stream(
-                "POST", remote.base_url + path, json=request, headers=remote.headers()
-            ) as response:
+            with _post_stream(http, remote.base_url + path, request, remote.headers()) as response:
                 with self._lock:
                     self._response = response
                 if self._cancelled.is_set():
@@ -385,6 +383,26 @@ class RemoteEngineClient:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _post_stream(
+    http: Any, url: str, request: dict[str, Any], headers: dict[str, str]
+) -> Iterator[Any]:
+    """POST a streaming request. A server that rejects ``stream_options`` (older OpenAI-style
+    servers answer 400/422 naming it) is asked again without it; token counts then come from
+    the streamed chunks."""
+    with http.stream("POST", url, json=request, headers=headers) as response:
+        if response.status_code not in (400, 422) or "stream_options" not in request:
+            yield response
+            return
+        response.read()
+        if "stream_options" not in response.text:
+            yield response
+            return
+    plain = {k: v for k, v in request.items() if k != "stream_options"}
+    with http.stream("POST", url, json=plain, headers=headers) as response:
+        yield response
 
 
 def _sampling_fields(s: Sampling) -> dict[str, Any]:

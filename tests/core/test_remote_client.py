@@ -170,6 +170,18 @@ def test_tokens_the_server_held_back_count_until_its_finish_chunk(
     assert done.metrics.decode_s > 0  # up to the finish chunk (ARCHITECTURE, Remote engines)
 
 
+def test_a_server_that_rejects_stream_options_is_asked_again_without(
+    store: RemoteStore, server: FakeOpenAIServer
+) -> None:
+    server.script = Script(words=3, reject_stream_options=True)
+    with RemoteEngineClient(paths=store.paths) as client:
+        client.load("remote:box/tiny-model")
+        done = _events(client)[-1]
+    assert isinstance(done, ReplyFinished) and done.text == "w0 w1 w2 "
+    assert done.metrics.generated_tokens == 3  # counted from the chunks
+    assert [("stream_options" in r) for r in server.requests] == [True, False]
+
+
 def test_an_unknown_model_says_what_the_server_has(store: RemoteStore) -> None:
     with (
         RemoteEngineClient(paths=store.paths) as client,

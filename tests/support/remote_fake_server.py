@@ -32,6 +32,7 @@ class Script:
     usage: bool = True  # send a usage chunk when asked for one
     held_back: int = 0  # tokens generated but never sent (a partly matched stop string)
     held_back_s: float = 0.0  # how long generating them takes before the finish chunk
+    reject_stream_options: bool = False  # answer 400 to a request with stream_options
 
 
 @dataclass
@@ -96,6 +97,10 @@ class FakeOpenAIServer:
                 script = server.script
                 if script.busy:
                     self._json(503, {"error": {"message": "queue full"}}, {"Retry-After": "3"})
+                    return
+                if script.reject_stream_options and "stream_options" in body:
+                    message = "Unrecognized request argument supplied: stream_options"
+                    self._json(400, {"error": {"message": message}})
                     return
                 if body.get("model") not in server.models:
                     self._json(404, {"error": {"message": "model not found"}})
