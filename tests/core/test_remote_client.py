@@ -288,3 +288,15 @@ def test_chat_command_reports_a_server_that_dies_mid_reply(
     out = capsys.readouterr()
     assert out.out.startswith("w0 w1 ")
     assert "error: The connection to box" in out.err and KEY not in out.err
+
+
+def test_the_key_can_come_from_the_environment(
+    app_home: Path,
+    server: FakeOpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SPARK_REMOTE_API_KEY", KEY)  # keeps it out of the shell history
+    assert main(["remote", "add", "box", server.url]) == 0
+    assert "(with API key)" in capsys.readouterr().out
+    assert RemoteStore().get("box").api_key == KEY
