@@ -15,6 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 
 
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # keep in step with constraints.txt
+
+
+def llama_tools_bin() -> Path:
+    """Where ``tools/build_llama_tools.sh`` puts llama.cpp's own executables (per user, cached
+    across clones): ``$SPARK_LLAMA_TOOLS/bin`` or ``~/.cache/spark-launcher/llama-tools-V/bin``."""
+    root = os.environ.get("SPARK_LLAMA_TOOLS")
+    if not root:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(cache) / "spark-launcher" / f"llama-tools-{LLAMA_CPP_PYTHON_VERSION}")
+    return Path(root) / "bin"
+
+
 def machine_line() -> str:
     """One line describing where the numbers were taken."""
     import psutil

@@ -22,14 +22,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, table
+from bench.common import llama_tools_bin, table
 
 TITLE = "Remote engines: HTTP overhead and client-side metrics"
 N_TOKENS = 64
 ROUNDS = 5
 # Counting never meets a stop string or an end of turn, so every path makes all N_TOKENS.
 MESSAGES = [{"role": "user", "content": "Count from 1 to 200: 1, 2, 3, 4, 5,"}]
-LLAMA_SERVER = ROOT / ".cache" / "llama-tools" / "bin" / "llama-server"
+LLAMA_SERVER = llama_tools_bin() / "llama-server"
 
 
 def _gemma() -> Path:

@@ -22,10 +22,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, ROOT, table
+from bench.common import CACHE, ROOT, llama_tools_bin, table
 
 TITLE = "llama.cpp RPC: a model split over two loopback rpc-servers vs loaded locally"
-RPC_SERVER = CACHE / "llama-tools" / "bin" / "rpc-server"
+RPC_SERVER = llama_tools_bin() / "rpc-server"
 RPC_VENV_PY = CACHE / "rpc-venv" / "bin" / "python"
 TOKENS = 64
 ROUNDS = 3

@@ -4,7 +4,9 @@
 #
 #   tools/build_llama_tools.sh TARGET...      e.g. tools/build_llama_tools.sh llama-server rpc-server
 #
-# Executables land in .cache/llama-tools/bin/ and each target is built once (cached). One CMake
+# Executables land in ~/.cache/spark-launcher/llama-tools-<version>/bin/ (SPARK_LLAMA_TOOLS to
+# move it) and each target is built once per user, so a fresh clone or a CI run on the same
+# machine finds them (bench/common.py: llama_tools_bin()). One CMake
 # build folder serves every target (server and RPC backend both on), so a second target only
 # compiles its own files. Two builds started at once are safe: they take turns on a lock file.
 # Environment: PYTHON (for `pip download`, default .venv/bin/python), CMAKE_BUILD_PARALLEL_LEVEL
@@ -19,7 +21,7 @@ fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSION="0.3.36"  # keep in step with llama-cpp-python in constraints.txt
-TOOLS="$ROOT/.cache/llama-tools"
+TOOLS="${SPARK_LLAMA_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/spark-launcher/llama-tools-$VERSION}"
 BIN="$TOOLS/bin"
 BUILD="$TOOLS/build"
 SRC="$TOOLS/llama_cpp_python-$VERSION/vendor/llama.cpp"

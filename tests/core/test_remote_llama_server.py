@@ -1,9 +1,10 @@
 """Remote engines against llama.cpp's own ``llama-server`` serving the real Gemma 3 270M.
 
 ``llama-server`` is built from the llama.cpp source vendored in the llama-cpp-python sdist
-(``tools/build_llama_tools.sh llama-server``, cached in ``.cache/llama-tools/bin``). The tests
-run when that build is cached, or build it first when ``SPARK_BUILD_LLAMA_TOOLS=1``; otherwise
-they are skipped with the reason. How to run them: README, "Remote engines".
+(``tools/build_llama_tools.sh llama-server``, cached per user in
+``~/.cache/spark-launcher/llama-tools-<version>/bin``). The tests run when that build is
+cached, or build it first when ``SPARK_BUILD_LLAMA_TOOLS=1``; otherwise they are skipped with
+the reason. How to run them: README, "Remote engines".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from bench.common import llama_tools_bin
 from launcher.cli import main
 from launcher.compare import CompareRequest, ComparisonJob, RunDone
 from launcher.engine import EngineClient, EngineParams, Loaded, ReplyFinished, Sampling, Token
@@ -30,7 +32,7 @@ from launcher.machines import resolve_machine
 from launcher.remotes import Remote, RemoteStore
 
 ROOT = Path(__file__).resolve().parents[2]
-LLAMA_SERVER = ROOT / ".cache" / "llama-tools" / "bin" / "llama-server"
+LLAMA_SERVER = llama_tools_bin() / "llama-server"
 KEY = "llama-server-key-31"
 ALIAS = "gemma-270m"
 HELLO = [{"role": "user", "content": "What is the capital of France?"}]

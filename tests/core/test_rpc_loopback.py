@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import llama_tools_bin
 from launcher.cli import main
 from launcher.rpc import rpc_library
 from tests.support.gguf_builders import cached_model
 
 ROOT = Path(__file__).resolve().parents[2]
-RPC_SERVER = ROOT / ".cache" / "llama-tools" / "bin" / "rpc-server"
+RPC_SERVER = llama_tools_bin() / "rpc-server"
 MiB = 1 << 20
 
 pytestmark = [
