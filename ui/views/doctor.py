@@ -59,6 +59,8 @@ class DoctorView(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(True)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        # Room for every check with a two-line fix, so none hides below the fold at 1280x800.
+        self.table.setMinimumHeight(236)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
