@@ -17,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from launcher.childproc import call_in_child
 from launcher.errors import GGUFError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -312,66 +312,21 @@ def _by_plan_device(sizes: dict[str, int], devices: list[str]) -> dict[str, int]
 
 
 def _in_child(payload: dict[str, Any], name: str, timeout: float) -> list[dict[str, Any]]:
-    """Run the jobs in a spawned child process; its llama.cpp log lines per job come back.
-
-    ``multiprocessing`` spawn rather than ``sys.executable -m``: it also works inside the
-    PyInstaller bundle (whose entry point calls ``freeze_support``). The child's stderr goes
-    to a file so that an abort (a failed ``GGML_ASSERT``) can be reported with its message.
-    """
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="spark-dryrun-") as tmp:
-        err_path = Path(tmp) / "stderr.txt"
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(
-            target=_child_entry, args=(payload, child, str(err_path)), name="llama-dry-run"
+    """Run the jobs in a spawned child process; its llama.cpp log lines per job come back."""
+    answer = call_in_child(_run_jobs, (payload,), name="llama-dry-run", timeout=timeout)
+    if answer.timed_out:
+        raise ModelLoadError(
+            f"llama.cpp took more than {timeout:.0f} s to plan {name}; the estimate from "
+            "the header is used instead."
         )
-        proc.start()
-        child.close()
-        result: Any = None
-        timed_out = False
-        try:
-            if parent.poll(timeout):
-                result = parent.recv()
-            else:
-                timed_out = True
-        except (EOFError, OSError):
-            result = None
-        finally:
-            parent.close()
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        if timed_out:
-            raise ModelLoadError(
-                f"llama.cpp took more than {timeout:.0f} s to plan {name}; the estimate from "
-                "the header is used instead."
-            )
-        if not isinstance(result, list):
-            try:
-                tail = err_path.read_text(errors="replace").strip().splitlines()[-3:]
-            except OSError:
-                tail = []
-            raise ModelLoadError(
-                f"llama.cpp could not plan {name} (exit code {proc.exitcode}): "
-                f"{' / '.join(tail) or 'no output'}. The file may be damaged or use an "
-                "architecture this llama.cpp build does not know; update llama-cpp-python or "
-                "pick another model."
-            )
-        return result
-
-
-def _child_entry(payload: dict[str, Any], conn: Any, err_path: str) -> None:
-    """Child process: stderr to a file, run the jobs, send the logs back."""
-    fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 2)
-    os.close(fd)
-    try:
-        conn.send(_run_jobs(payload))
-    finally:
-        conn.close()
+    if not isinstance(answer.value, list):
+        raise ModelLoadError(
+            f"llama.cpp could not plan {name} (exit code {answer.exitcode}): "
+            f"{' / '.join(answer.stderr_tail) or 'no output'}. The file may be damaged or use "
+            "an architecture this llama.cpp build does not know; update llama-cpp-python or "
+            "pick another model."
+        )
+    return answer.value
 
 
 def _run_jobs(payload: dict[str, Any]) -> list[dict[str, Any]]:  # pragma: no cover - child

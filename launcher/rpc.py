@@ -29,14 +29,13 @@ import ctypes
 import dataclasses
 import importlib.util
 import ipaddress
-import os
 import socket
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from launcher.childproc import call_in_child
 from launcher.errors import RpcError
 from launcher.hardware.profile import MachineProfile, MemoryPool
 
@@ -272,18 +271,12 @@ def register_servers(endpoints: Sequence[RpcEndpoint | str]) -> list[dict[str, A
     return devices
 
 
-def _query_child(endpoints: list[str], conn: Any, err_path: str) -> None:  # pragma: no cover
-    """Spawned child: stderr to a file (ggml aborts write there), query, send the result."""
-    fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(fd, 2)
-    os.close(fd)
+def _query_child(endpoints: list[str]) -> dict[str, Any]:  # pragma: no cover - child
+    """Spawned child: register the servers and report their devices (or the reason not)."""
     try:
-        try:
-            conn.send({"devices": register_servers(endpoints)})
-        except RpcError as exc:
-            conn.send({"error": str(exc)})
-    finally:
-        conn.close()
+        return {"devices": register_servers(endpoints)}
+    except RpcError as exc:
+        return {"error": str(exc)}
 
 
 def query_devices(
@@ -295,47 +288,26 @@ def query_devices(
     accepts the connection but fails the handshake makes ggml abort, which must not take the
     caller down. Device names follow the order of ``endpoints``, as in the model host.
     """
-    import multiprocessing
-
     require_rpc()
     for ep in endpoints:
         check_reachable(ep)
-    ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="spark-rpc-") as tmp:
-        err_path = Path(tmp) / "stderr.txt"
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(
-            target=_query_child,
-            args=([str(e) for e in endpoints], child, str(err_path)),
-            name="rpc-query",
+    answer = call_in_child(
+        _query_child,
+        ([str(e) for e in endpoints],),
+        name="rpc-query",
+        timeout=timeout,
+        tail_lines=2,
+    )
+    result = answer.value
+    if isinstance(result, dict) and "error" in result:
+        raise RpcError(str(result["error"]))
+    if not isinstance(result, dict) or not isinstance(result.get("devices"), list):
+        raise RpcError(
+            "Could not talk to the RPC server(s) "
+            f"{', '.join(map(str, endpoints))}: {' / '.join(answer.stderr_tail) or 'no answer'}. "
+            "Both sides must run the same llama.cpp version (the RPC protocol is checked "
+            "at connect); rebuild rpc-server from the same source."
         )
-        proc.start()
-        child.close()
-        result: Any = None
-        try:
-            if parent.poll(timeout):
-                result = parent.recv()
-        except (EOFError, OSError):
-            result = None
-        finally:
-            parent.close()
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        if isinstance(result, dict) and "error" in result:
-            raise RpcError(str(result["error"]))
-        if not isinstance(result, dict) or not isinstance(result.get("devices"), list):
-            try:
-                tail = err_path.read_text(errors="replace").strip().splitlines()[-2:]
-            except OSError:
-                tail = []
-            raise RpcError(
-                "Could not talk to the RPC server(s) "
-                f"{', '.join(map(str, endpoints))}: {' / '.join(tail) or 'no answer'}. "
-                "Both sides must run the same llama.cpp version (the RPC protocol is checked "
-                "at connect); rebuild rpc-server from the same source."
-            )
     by_name = {str(e): e for e in endpoints}
     return tuple(
         RpcDevice(

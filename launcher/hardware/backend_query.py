@@ -140,39 +140,16 @@ def query() -> dict[str, Any]:
     return out
 
 
-def _send_query(conn: Any) -> None:  # runs in a spawned child (frozen app)
-    try:
-        conn.send(query())
-    finally:
-        conn.close()
-
-
 def query_in_spawned_child(timeout: float) -> dict[str, Any] | None:
     """Run :func:`query` in a ``multiprocessing`` spawn child; None if it gave no answer.
 
     Used inside the PyInstaller bundle, where ``sys.executable -m`` is not available but
     spawn children re-enter the bundle (``freeze_support`` in its entry point).
     """
-    import multiprocessing
+    from launcher.childproc import call_in_child
 
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_send_query, args=(child,), name="backend-query", daemon=True)
-    proc.start()
-    child.close()
-    result: dict[str, Any] | None = None
-    try:
-        if parent.poll(timeout):
-            result = parent.recv()
-    except EOFError:
-        result = None
-    finally:
-        parent.close()
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    return result
+    value = call_in_child(query, (), name="backend-query", timeout=timeout).value
+    return value if isinstance(value, dict) else None
 
 
 def main() -> int:
