@@ -6,8 +6,10 @@ server on 127.0.0.1. Every round runs the same greedy completion (a counting pro
 always runs to ``max_tokens``, no prompt cache, so each run evaluates the prompt again)
 three ways, interleaved so machine load hits all alike: (a) ``EngineClient.complete``
 consumed in-process, (b) the API streamed over HTTP and parsed as raw SSE, (c) the API
-through the official ``openai`` client. Speeds are what the *consumer* sees: (pieces - 1) /
-(last piece - first piece); TTFT is request to first piece. Best of the rounds per path.
+through the official ``openai`` client. Speeds are what the *consumer* sees: (tokens - 1) /
+(last piece - first piece), where every run generates ``MAX_TOKENS`` tokens (the engine
+batches fast text into at most 20 pieces a second, so pieces < tokens); TTFT is request to
+first piece. Best of the rounds per path.
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ ROUNDS = 7
 
 
 def _rate(stamps: list[float]) -> float:
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+    return (MAX_TOKENS - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
 
 
 def _direct(model: Any, sampling: Any) -> tuple[float, float, int]:
-    from launcher.engine.events import Token
+    from launcher.engine.events import ReplyFinished, Token
 
     stamps: list[float] = []
     t0 = time.perf_counter()
     for ev in model.client.complete(PROMPT, sampling):
         if isinstance(ev, Token):
             stamps.append(time.perf_counter())
+        elif isinstance(ev, ReplyFinished):  # the rate assumes the whole budget was used
+            assert ev.metrics.generated_tokens == MAX_TOKENS, ev.metrics
     return stamps[0] - t0, _rate(stamps), len(stamps)
 
 

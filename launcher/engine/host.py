@@ -35,6 +35,9 @@ from launcher.engine.logparse import load_failure_message, parse_buffers
 GGUF_TEMPLATE = "gguf chat template"
 RAW_PROMPT = "raw prompt (plain completion)"
 TRANSCRIPT_STOPS = ("\nUser:", "\nAssistant:")
+#: Streamed text is batched to at most one message per this many seconds (20 a second, as
+#: smooth as a chat pane can show); a model slower than that still sends every token.
+FLUSH_S = 0.05
 
 
 class _LogCapture:
@@ -336,6 +339,8 @@ class _Host:
                 piece = self._piece
                 greedy = sampling.temperature <= 0 and sampling.repeat_penalty == 1.0
                 n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+                unsent: list[str] = []
+                t_flushed = -FLUSH_S  # the first text is sent at once
                 while True:
                     if self.cancel.is_set():
                         stop_reason = "cancelled"
@@ -365,7 +370,14 @@ class _Host:
                         break
                     if emit:
                         text_parts.append(emit)
-                        self.send("token", text=emit)
+                        unsent.append(emit)
+                        # The first text goes at once (time to first token); after that at
+                        # most one message per FLUSH_S: each message wakes the client, which
+                        # costs the decode loop ~0.1 ms and competes with llama.cpp's threads.
+                        if t_last - t_flushed >= FLUSH_S:
+                            self.send("token", text="".join(unsent))
+                            unsent.clear()
+                            t_flushed = t_last
                     if hit:
                         stop_reason = "stop"
                         pending = ""
@@ -384,7 +396,9 @@ class _Host:
                     self.cached.append(tok)
                 if pending and stop_reason not in ("cancelled",):
                     text_parts.append(pending)
-                    self.send("token", text=pending)
+                    unsent.append(pending)
+                if unsent:  # what was generated before the stop goes out before "finished"
+                    self.send("token", text="".join(unsent))
             finally:
                 llama.llama_sampler_free(chain)
         decode_s = t_last - t_first

@@ -23,6 +23,7 @@ from launcher.engine import (
     Sampling,
     Token,
 )
+from launcher.engine.host import FLUSH_S
 from launcher.errors import EngineError
 from launcher.hardware import MemorySampler, probe
 
@@ -98,6 +99,19 @@ def test_chat_streams_tokens_then_honest_metrics(host: Host) -> None:
     assert 0 < m.ttft_s <= m.total_s
     # Greedy decoding is reproducible, so a second run gives the same reply.
     assert _collect(host.client.chat(FRANCE, GREEDY))[1].text == done.text
+
+
+def test_fast_replies_stream_in_batches_without_losing_text(host: Host) -> None:
+    # Gemma 270M decodes tens of tokens a second: the host batches the text to at most one
+    # message per FLUSH_S (each message wakes the app), yet the first text still comes at
+    # once and nothing generated is lost.
+    tokens, done = _collect(host.client.complete("Once upon a time", Sampling(100, temperature=0)))
+    m = done.metrics
+    assert m.generated_tokens > 20
+    assert "".join(tokens) == done.text and done.text.strip()
+    assert len(tokens) >= 2  # streamed, not delivered all at the end
+    assert len(tokens) <= m.decode_s / FLUSH_S + 3  # first, one per interval, the last
+    assert m.ttft_s < m.total_s / 2
 
 
 def test_plain_completion_and_length_limit(host: Host) -> None:
