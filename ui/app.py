@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from launcher.chats import ChatStore
 from launcher.paths import AppPaths
+from launcher.server.config import ApiConfig, load_api_config, save_api_config
 from launcher.server.pool import ModelRegistry
 from launcher.settings import Settings, load_settings, save_settings
 from ui.main_window import MainWindow
@@ -248,7 +249,7 @@ class AppContext(QObject):
         self.window.add_view("library", "Library", self.library_view)
         self.window.add_view("chat", "Chat", self.chat)
         self._add_compare_view()
-        self.server_view = ServerView(self.models)
+        self.server_view = ServerView(self.models, config=load_api_config(paths))
         self.window.add_view("server", "Local API", self.server_view)
         self.window.add_view("doctor", "Doctor & settings", self.doctor)
         self.window.resize(1280, 800)
@@ -363,6 +364,7 @@ class AppContext(QObject):
         self.session.model_loaded.connect(self._on_model_loaded)
         self.session.model_unloaded.connect(self._on_model_unloaded)
         self.window.view_changed.connect(self._on_view_changed)
+        self.server_view.config_changed.connect(self._on_api_config_changed)
 
     # ------------------------------------------------------------------ start-up
     def start(self) -> None:
@@ -381,6 +383,7 @@ class AppContext(QObject):
             self.local_tasks.submit(probe, self._on_profile, self._on_probe_failed)
         self.scan_library()
         self.refresh_remotes()
+        self.server_view.serve_if_configured()  # it was on when the app last closed
 
     def _load_catalog(self) -> Any:
         """The catalog, loaded once (thread-safe: the first caller loads it)."""
@@ -775,6 +778,14 @@ class AppContext(QObject):
             self.doctor.saved_label.setText(f"Could not save settings: {exc}")
         self._library = None
         self.scan_library()
+
+    def _on_api_config_changed(self, config: ApiConfig) -> None:
+        try:
+            save_api_config(self.paths, config)
+        except OSError as exc:
+            self.server_view.status_label.setText(
+                f"{self.server_view.status_label.text()} (Could not save these settings: {exc})"
+            )
 
     def _check_token(self) -> None:
         def work() -> str:

@@ -32,13 +32,12 @@ from typing import Any
 from launcher.engine.events import HostCrashed, ReplyFinished, Token
 from launcher.errors import EngineError, ModelBusyError, ModelUnavailableError, ServerError
 from launcher.server import openai_api as oa
+from launcher.server.config import DEFAULT_HOST, DEFAULT_PORT
 from launcher.server.pool import ModelRegistry, SharedModel, TurnStream
 from launcher.server.requestlog import RequestLog
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 32 * 2**20
 API_SOURCE_PREFIX = "api:"
 

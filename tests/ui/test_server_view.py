@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ from PySide6.QtCore import Qt
 from launcher.engine.events import ReplyFinished, ReplyMetrics, Token
 from launcher.hardware import probe
 from launcher.paths import AppPaths
+from launcher.server.config import ApiConfig, config_file, load_api_config
 from launcher.server.pool import ModelRegistry
 from ui.app import AppContext
 from ui.views.server_view import ServerView
@@ -174,3 +176,67 @@ def test_app_chat_and_api_use_the_same_model_host(qtbot, app_home, gemma_path) -
     finally:
         ctx.window.close()
     assert not ctx.server_view.controller.running
+
+
+def _get_models(port: int, key: str | None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {key}"} if key else {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_the_app_remembers_the_api_and_serves_again_at_launch(qtbot, app_home) -> None:
+    paths = AppPaths.default()
+    with socket.socket() as s:  # a port that is free now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def launch() -> AppContext:
+        ctx = AppContext(paths, profile=probe(), live_gauge=False)
+        qtbot.addWidget(ctx.window)
+        ctx.window.show()
+        ctx.start()
+        ctx.window.show_view("server")
+        return ctx
+
+    first = launch()
+    view = first.server_view
+    assert (view.port_field.value(), view.key_field.text()) == (8080, "")  # first run: defaults
+    assert not view.controller.running
+    view.port_field.setValue(port)
+    view.key_field.setText("s3cret")
+    qtbot.mouseClick(view.switch, Qt.MouseButton.LeftButton)
+    assert view.controller.running
+    first.window.close()  # quit while serving
+    assert not view.controller.running
+    # The key is in that file: only this user may read it.
+    assert config_file(paths).stat().st_mode & 0o077 == 0
+
+    second = launch()  # the next launch serves again, same address, port and key
+    again = second.server_view
+    assert (again.port_field.value(), again.key_field.text()) == (port, "s3cret")
+    qtbot.waitUntil(lambda: again.controller.running, timeout=5000)
+    assert again.switch.isChecked() and not again.port_field.isEnabled()
+    assert _get_models(port, "s3cret") == 200 and _get_models(port, None) == 401
+    qtbot.mouseClick(again.switch, Qt.MouseButton.LeftButton)  # the user turns it off
+    second.window.close()
+
+    third = launch()  # off is remembered too; the fields stay filled in
+    assert (third.server_view.port_field.value(), third.server_view.key_field.text()) == (
+        port,
+        "s3cret",
+    )
+    assert not third.server_view.switch.isChecked() and not third.server_view.controller.running
+    third.window.close()
+
+
+def test_a_corrupt_api_config_gives_the_defaults(app_home) -> None:
+    paths = AppPaths.default().ensure()
+    config_file(paths).write_text('{"host": 7, "port": "80", "api_key": "", "serve_on_launch": 1')
+    assert load_api_config(paths) == ApiConfig()
+    config_file(paths).write_text('{"host": "0.0.0.0", "port": 99999, "serve_on_launch": "yes"}')
+    assert load_api_config(paths) == ApiConfig(host="0.0.0.0")

@@ -32,12 +32,11 @@ from PySide6.QtWidgets import (
 )
 
 from launcher.errors import LauncherError
+from launcher.server.config import DEFAULT_HOST, DEFAULT_PORT, ApiConfig
 from launcher.server.requestlog import RequestLog
 from ui.widgets.server_log import RequestLogModel
 
 POLL_INTERVAL_MS = 250  # 4 Hz: the log and model list refresh at most this often
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 
 
 class ServerController(QObject):
@@ -88,17 +87,26 @@ class ServerController(QObject):
 
 
 class ServerView(QWidget):
-    """The switch, the address/port/key fields, the loaded models and the request log."""
+    """The switch, the address/port/key fields, the loaded models and the request log.
+
+    Starts from ``config`` (what the app saved) and emits ``config_changed`` with what to save
+    when the user turns the API on (successfully) or off; closing the app while it serves
+    leaves ``serve_on_launch`` on, so the next launch serves again (:meth:`serve_if_configured`).
+    """
+
+    config_changed = Signal(object)  # ApiConfig
 
     def __init__(
         self,
         registry: Any,
         controller: ServerController | None = None,
         parent: QWidget | None = None,
+        config: ApiConfig | None = None,
     ) -> None:
         super().__init__(parent)
         self.registry = registry
         self.controller = controller or ServerController(registry)
+        self.initial_config = config = config or ApiConfig()
         self.log_model = RequestLogModel(self)
         self._seen = (-1, -1)
 
@@ -116,15 +124,15 @@ class ServerView(QWidget):
         self.switch.setObjectName("server_switch")
         box = QGroupBox("Listen on")
         form = QFormLayout(box)
-        self.host_field = QLineEdit(DEFAULT_HOST)
+        self.host_field = QLineEdit(config.host)
         self.host_field.setToolTip(
             "127.0.0.1: only this machine. Any other address (0.0.0.0: every network) lets "
             "other machines connect and needs an API key."
         )
         self.port_field = QSpinBox()
         self.port_field.setRange(0, 65535)
-        self.port_field.setValue(DEFAULT_PORT)
-        self.key_field = QLineEdit()
+        self.port_field.setValue(config.port)
+        self.key_field = QLineEdit(config.api_key or "")
         self.key_field.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_field.setPlaceholderText("required unless the address is 127.0.0.1")
         form.addRow("Address:", self.host_field)
@@ -180,16 +188,31 @@ class ServerView(QWidget):
         self.refresh()
 
     # ------------------------------------------------------------------ intents
+    def config(self, serving: bool) -> ApiConfig:
+        """The fields as an ``ApiConfig`` (``serving``: serve again at the next launch)."""
+        return ApiConfig(
+            host=self.host_field.text().strip() or DEFAULT_HOST,
+            port=self.port_field.value(),
+            api_key=self.key_field.text().strip() or None,
+            serve_on_launch=serving,
+        )
+
+    def serve_if_configured(self) -> None:
+        """Turn the API on when it was on as the app last closed (a failure is shown)."""
+        if self.initial_config.serve_on_launch and not self.controller.running:
+            self.switch.setChecked(True)
+
     def _on_switch_toggled(self, on: bool) -> None:
+        config = self.config(serving=on)
         if on:
-            key = self.key_field.text().strip() or None
-            host = self.host_field.text().strip() or DEFAULT_HOST
-            if not self.controller.start(host, self.port_field.value(), key):
+            if not self.controller.start(config.host, config.port, config.api_key):
                 self.switch.blockSignals(True)
                 self.switch.setChecked(False)
                 self.switch.blockSignals(False)
+                return
         else:
             self.controller.stop()
+        self.config_changed.emit(config)
 
     def _on_state_changed(self, running: bool, message: str) -> None:
         self.status_label.setText(message)

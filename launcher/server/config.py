@@ -1,0 +1,67 @@
+"""What the app remembers about its local API between runs: address, port, key, and whether to
+serve again at launch (it was on when the app closed).
+
+Stored in its own file, ``<config>/local_api.json``, written atomically and readable by this
+user only (it holds the API key), like the remote servers' ``remotes.json``. A missing or
+corrupt file gives the defaults: off, 127.0.0.1:8080, no key. Kept apart from the HTTP server
+module so reading it costs the app's start-up nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from launcher.fsutil import atomic_write_json, read_json
+from launcher.paths import AppPaths
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    api_key: str | None = None
+    serve_on_launch: bool = False
+
+
+def config_file(paths: AppPaths) -> Path:
+    return paths.config_dir / "local_api.json"
+
+
+def load_api_config(paths: AppPaths) -> ApiConfig:
+    """The saved config; a field that is missing or of the wrong type takes its default."""
+    data = read_json(config_file(paths))
+    if not isinstance(data, dict):
+        return ApiConfig()
+    host, port, key = data.get("host"), data.get("port"), data.get("api_key")
+    on = data.get("serve_on_launch")
+    return ApiConfig(
+        host=host.strip() if isinstance(host, str) and host.strip() else DEFAULT_HOST,
+        port=port
+        if isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535
+        else DEFAULT_PORT,
+        api_key=key if isinstance(key, str) and key else None,
+        serve_on_launch=on if isinstance(on, bool) else False,
+    )
+
+
+def save_api_config(paths: AppPaths, config: ApiConfig) -> None:
+    f = config_file(paths)
+    atomic_write_json(
+        f,
+        {
+            "version": 1,
+            "host": config.host,
+            "port": config.port,
+            "api_key": config.api_key,
+            "serve_on_launch": config.serve_on_launch,
+        },
+    )
+    # The API key: readable by this user only (no-op where chmod means little, e.g. Windows).
+    with contextlib.suppress(OSError):
+        os.chmod(f, 0o600)
