@@ -303,6 +303,7 @@ class EngineClient:
                             generated_tokens=m["generated_tokens"],
                             decode_s=float(m["decode_s"]),
                             decode_tokens_per_s=float(m["decode_tokens_per_s"]),
+                            decode_llama_s=float(m["decode_llama_s"]),
                             stop_reason=stop,
                             template=m["template"],
                             total_s=total,

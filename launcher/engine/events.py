@@ -228,6 +228,9 @@ class ReplyMetrics:
     template: str  # "gguf chat template" or PLAIN_COMPLETION or "raw prompt"
     total_s: float = 0.0
     cached_tokens: int = 0  # prompt tokens reused from the previous reply's KV cache
+    # Of decode_s, the time spent inside llama_decode: the rest is the engine's own per-token
+    # work (sampling, detokenizing, streaming). 0.0 where not measured (remote servers).
+    decode_llama_s: float = 0.0
     # "NAME (URL)" when a remote server generated the reply (``launcher.engine.remote``): every
     # number above was then measured on this side of the network, TTFT and prefill included.
     remote: str | None = None
@@ -235,7 +238,8 @@ class ReplyMetrics:
 
 @dataclass(frozen=True)
 class Token:
-    """A piece of generated text (one token, or more when UTF-8 bytes span tokens)."""
+    """A piece of generated text: one token or more (UTF-8 bytes that span tokens, and fast
+    replies, whose text the host batches to at most 20 pieces a second)."""
 
     text: str
 

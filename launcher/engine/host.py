@@ -325,6 +325,7 @@ class _Host:
         t_prefilled = time.perf_counter()
         prefill_s = t_prefilled - t_start
         generated = 0
+        decode_llama_s = 0.0  # time inside llama_decode between the first and last token
         text_parts: list[str] = []
         t_first = t_last = t_prefilled
         if cancelled:
@@ -340,6 +341,7 @@ class _Host:
                 greedy = sampling.temperature <= 0 and sampling.repeat_penalty == 1.0
                 n_vocab = llama.llama_vocab_n_tokens(self.vocab)
                 unsent: list[str] = []
+                call_s = 0.0  # the last llama_decode, counted once its token is
                 t_flushed = -FLUSH_S  # the first text is sent at once
                 while True:
                     if self.cancel.is_set():
@@ -362,6 +364,8 @@ class _Host:
                     t_last = time.perf_counter()
                     if generated == 1:
                         t_first = t_last
+                    else:
+                        decode_llama_s += call_s
                     n = llama.llama_token_to_piece(self.vocab, tok, piece, 256, 0, False)
                     pending += decoder.decode(piece.raw[: max(n, 0)])
                     emit, pending, hit = _split_stop(pending, stops)
@@ -389,7 +393,9 @@ class _Host:
                         stop_reason = "context_full"
                         break
                     tok_arr[0] = tok
+                    t_call = time.perf_counter()
                     rc = llama.llama_decode(self.ctx, batch)
+                    call_s = time.perf_counter() - t_call
                     if rc != 0:
                         stop_reason = "context_full"
                         break
@@ -412,6 +418,7 @@ class _Host:
                 "generated_tokens": generated,
                 "decode_s": decode_s,
                 "decode_tokens_per_s": (generated - 1) / decode_s if generated > 1 else 0.0,
+                "decode_llama_s": decode_llama_s,
                 "stop_reason": stop_reason,
                 "template": template,
                 "total_s": time.perf_counter() - t_start,

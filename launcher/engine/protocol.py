@@ -68,6 +68,7 @@ _METRICS_SCHEMA: dict[str, tuple[type, ...]] = {
     "generated_tokens": (int,),
     "decode_s": (float, int),
     "decode_tokens_per_s": (float, int),
+    "decode_llama_s": (float, int),
     "stop_reason": (str,),
     "template": (str,),
     "total_s": (float, int),
