@@ -9,8 +9,6 @@ module so reading it costs the app's start-up nothing.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +49,10 @@ def load_api_config(paths: AppPaths) -> ApiConfig:
 
 
 def save_api_config(paths: AppPaths, config: ApiConfig) -> None:
-    f = config_file(paths)
+    """Write the config atomically; like every atomic write here (``tempfile.mkstemp``), the
+    file is created readable by this user only, which the API key needs."""
     atomic_write_json(
-        f,
+        config_file(paths),
         {
             "version": 1,
             "host": config.host,
@@ -62,6 +61,3 @@ def save_api_config(paths: AppPaths, config: ApiConfig) -> None:
             "serve_on_launch": config.serve_on_launch,
         },
     )
-    # The API key: readable by this user only (no-op where chmod means little, e.g. Windows).
-    with contextlib.suppress(OSError):
-        os.chmod(f, 0o600)
