@@ -31,7 +31,7 @@ VERSION = "0.3.36"
 N_GEN = 128
 N_PROMPT = 64
 ROUNDS = 3
-DECODE_ROUNDS = 15
+DECODE_ROUNDS = 25
 # One thread by default: on a small shared machine two spinning threads stall each other and
 # the numbers become noise. SPARK_BENCH_THREADS=0 uses the physical cores, as the app does.
 THREADS = int(os.environ.get("SPARK_BENCH_THREADS", "1")) or None
