@@ -118,7 +118,9 @@ def test_streamed_chat_arrives_in_pieces_and_ends_with_usage(served: Served) -> 
             if choice.delta.content:
                 pieces.append(choice.delta.content)
             finish = choice.finish_reason or finish
-    assert len(pieces) > 3, "tokens arrive one by one"
+    # Streamed: the first text at once, the rest as it is generated (batched by the engine
+    # to at most 20 pieces a second), not one blob at the end.
+    assert len(pieces) >= 2, "the reply arrives in pieces"
     assert finish in ("stop", "length")
     assert usage is not None and usage.completion_tokens >= len(pieces) - 1
 
