@@ -106,7 +106,7 @@ def build_llama_bench(shared: bool = True) -> Path:
 
 
 def native(exe: Path, model: Path, n_prompt: int) -> dict[str, float]:
-    """llama-bench: decode t/s (tg), prefill t/s (pp), and load time (a separate 1-token run)."""
+    """llama-bench: prefill t/s (pp), TTFT (pp + one tg step), load time (a 1-token run)."""
     common = ["-m", str(model), "-t", str(_threads()), "-ngl", str(NGL), "-fa", "0", "-o", "json"]
     # pp: the prompt from an empty cache; tg: N_GEN tokens after that prompt (-d, depth), the
     # same situation as the engine's decode. llama-bench's tg does not sample (the engine
@@ -129,7 +129,6 @@ def native(exe: Path, model: Path, n_prompt: int) -> dict[str, float]:
     wall = time.perf_counter() - t0
     one_token_s = json.loads(one.stdout)[0]["avg_ns"] / 1e9
     return {
-        "decode": float(tg["avg_ts"]),
         "prefill": float(pp["avg_ts"]),
         # Process start + model load + context creation: the wall time of a one-token run
         # without warm-up, less that token.
@@ -176,7 +175,7 @@ def bare(model: Path, n_prompt: int) -> dict[str, float]:
 
 
 def engine(model: Path) -> dict[str, Any]:
-    """EngineClient: load time, decode and prefill t/s, TTFT, cancel latencies; same settings."""
+    """EngineClient: load time, prefill t/s, TTFT, cancel latencies; same settings."""
     from launcher.engine import EngineClient, EngineParams, ReplyFinished, Sampling, Token
 
     client = EngineClient()
@@ -229,7 +228,6 @@ def engine(model: Path) -> dict[str, Any]:
         m = done.metrics
         return {
             "prefill_cancel": prefill_cancel,
-            "decode": m.decode_tokens_per_s,
             "prefill": m.prefill_tokens_per_s,
             "ttft_s": m.ttft_s,
             "load_s": load_s,
