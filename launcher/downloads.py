@@ -52,7 +52,7 @@ from launcher.errors import (
 )
 from launcher.fsutil import atomic_write_json, fsync_dir, read_json
 from launcher.hub import ModelChoice, RemoteFile, error_for_status, get_token, redact
-from launcher.library import Library
+from launcher.library import Library, set_aside_path
 
 CHUNK = 1 << 20
 DISK_MARGIN = 256 << 20
@@ -416,14 +416,15 @@ def _download_file(
     finally:
         hasher.close()
     if rf.sha256 is not None and digest != rf.sha256:
-        bad = dest.with_name(f"{dest.name}.sha256-mismatch-{int(time.time())}")
+        bad = set_aside_path(dest, time.time())  # listed by Library.set_aside_files
         os.replace(part, bad)
         with contextlib.suppress(OSError):
             sidecar.unlink()
         raise ChecksumMismatch(
             f"{rf.path} from {rf.repo_id} arrived corrupted (sha256 {digest[:12]}… instead of "
-            f"{rf.sha256[:12]}…). The bad file was kept as {bad} (delete it to free "
-            f"{rf.size / 2**30:.2f} GB); run the download again to fetch it afresh."
+            f"{rf.sha256[:12]}…). The bad file was kept as {bad} (the Library lists it as "
+            f"failed verification: delete it there to free {rf.size / 2**30:.2f} GB); run the "
+            "download again to fetch it afresh."
         )
     os.replace(part, dest)
     fsync_dir(dest.parent)

@@ -10,8 +10,10 @@ launcher does not own needs an explicit ``allow_foreign=True`` and says what it 
 An index (atomic JSON in the data folder) caches each file's header summary (architecture,
 parameters, quantisation, context length) keyed by path, size and mtime, and records which
 files our downloader verified against the Hub's sha256. ``.part`` files and set-aside bad
-downloads never end in ``.gguf`` and are never listed; a split model is listed only when all
-of its shards are present.
+downloads never end in ``.gguf`` and are never listed as models; a split model is listed only
+when all of its shards are present. A download whose sha256 did not match is kept as
+``<file>.sha256-mismatch-<time>`` (never deleted silently): :meth:`Library.set_aside_files`
+lists those and :meth:`Library.delete_set_aside` removes one when the user confirms.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ SOURCE_NAMES = {
     SOURCE_LLAMACPP: "llama.cpp",
     SOURCE_FOLDER: "an extra models folder",
 }
+SET_ASIDE_MARK = ".sha256-mismatch-"  # <file>.sha256-mismatch-<unix time>
 _OLLAMA_MODEL_MEDIA = "application/vnd.ollama.image.model"
 _INDEX_VERSION = 1
 
@@ -87,6 +90,35 @@ class DeleteResult:
     freed_bytes: int
     removed: tuple[Path, ...]
     message: str
+
+
+@dataclass(frozen=True)
+class SetAsideFile:
+    """A download kept aside because its sha256 did not match the Hub's (never loaded)."""
+
+    path: Path
+    name: str  # the file it should have been
+    size: int
+    repo_id: str | None = None
+    set_aside_at: int | None = None  # unix time, from the file name
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def set_aside_path(dest: Path, when: float) -> Path:
+    """Where a download that failed verification is kept, beside its final path."""
+    return dest.with_name(f"{dest.name}{SET_ASIDE_MARK}{int(when)}")
+
+
+def parse_set_aside(path: Path) -> tuple[str, int] | None:
+    """(the intended file name, the time it was set aside) for a set-aside file, else None."""
+    name, mark, stamp = path.name.rpartition(SET_ASIDE_MARK)
+    if not mark or not name or not stamp.isdigit():
+        return None
+    return name, int(stamp)
 
 
 @dataclass(frozen=True)
@@ -444,6 +476,48 @@ class Library:
             if name_or_path in (str(m.path), m.name, m.path.name):
                 return m
         return None
+
+    # ------------------------------------------------------------------ set-aside downloads
+    def set_aside_files(self) -> list[SetAsideFile]:
+        """Downloads set aside after a sha256 mismatch, in our models folder (oldest first)."""
+        root = self.models_dir
+        if not root.is_dir():
+            return []
+        out = []
+        for p in root.rglob(f"*{SET_ASIDE_MARK}*"):
+            parsed = parse_set_aside(p)
+            if parsed is None or p.is_symlink() or not p.is_file():
+                continue
+            rel = p.relative_to(root)
+            repo_id = "/".join(rel.parts[:2]) if len(rel.parts) >= 3 else None
+            out.append(SetAsideFile(p, parsed[0], _file_size(p), repo_id, parsed[1]))
+        return sorted(out, key=lambda f: (f.set_aside_at or 0, str(f.path)))
+
+    def delete_set_aside(self, path: str | os.PathLike[str]) -> DeleteResult:
+        """Delete one set-aside download; only such files, only inside our models folder."""
+        target = Path(path)
+        with self._lock:
+            match = next((f for f in self.set_aside_files() if f.path == target), None)
+            if match is None:
+                raise LauncherError(
+                    f"{target.name} is not a set-aside download in {self.models_dir}; "
+                    "nothing was deleted."
+                )
+            try:
+                target.unlink()
+            except FileNotFoundError:
+                return DeleteResult(0, (), f"{target.name} was already gone.")
+            except OSError as exc:
+                raise LauncherError(
+                    f"Could not delete {target}: {exc.strerror}. Check the file's permissions."
+                ) from None
+            _prune_empty(target.parent, self.models_dir)
+        return DeleteResult(
+            match.size,
+            (target,),
+            f"Deleted the copy of {match.name} that failed verification: "
+            f"{match.size / 2**30:.2f} GB freed.",
+        )
 
     # ------------------------------------------------------------------ import / delete
     def import_file(self, src: str | os.PathLike[str], *, copy: bool = False) -> LocalModel:
