@@ -6,8 +6,23 @@ takes the store (``calibration=``) and turns an estimate into:
 
 - ``measured``: this model was run on this machine with matching settings: the median of
   those runs is quoted;
-- ``calibrated``: other models were run here: the estimate is scaled by the median ratio
+- ``calibrated``: other models were run here: the estimate is scaled by the ratio
   measured / estimated of those runs (the machine's real efficiency).
+
+Measurements are noisy in one direction: another program busy on the CPU (a build, a second
+model) slows a run down, sometimes more than tenfold, while nothing makes a run faster than the
+machine can go. So one run must not rewrite every estimate:
+
+- each reply is recorded with the machine's load during it (``conditions``: the share of CPU
+  time other processes used, the load average; :mod:`launcher.engine.calibrate` measures it).
+  Runs measured under contention (:data:`CONTENDED_CPU_SHARE`) never calibrate other models,
+  and a model's own runs under contention are quoted only when it has no other run;
+- the statistic is the upper median of the per-run ratios (:func:`robust_center`): a slow
+  outlier among several runs does not move it, and a later clean run outweighs earlier slow
+  ones;
+- other models are calibrated only from :data:`MIN_CALIBRATION_RUNS` clean runs, and the
+  factor is bounded by :data:`FACTOR_BOUNDS`;
+- the estimate says what it rests on (``SpeedEstimate.runs``: "calibrated from 5 runs").
 
 Loads of a model also record llama.cpp's real buffer sizes; a later plan of the same model
 on the same machine scales its compute buffers by the measured / estimated ratio
@@ -38,6 +53,16 @@ if TYPE_CHECKING:
 MAX_RUNS_PER_MODEL = 20
 #: A measured ratio outside this range is an outlier (a stalled run), not a calibration.
 RATIO_BOUNDS = (0.05, 20.0)
+#: How far calibration may move an estimate: the measured / estimated factor is clamped to this
+#: range. The reference's measured efficiencies spread about 0.46-0.87 around the 0.6 the
+#: formula assumes, so a real correction stays well inside it; a run far outside it was noise.
+FACTOR_BOUNDS = (1 / 3, 3.0)
+#: Clean runs needed before other models are calibrated (the same model's runs count from one).
+MIN_CALIBRATION_RUNS = 2
+#: A run during which other processes used at least this share of the machine's CPU time was
+#: measured under contention: llama.cpp's threads wait for the slowest of them, so even a few
+#: busy cores slow decoding down a lot.
+CONTENDED_CPU_SHARE = 0.25
 #: Buffer-size corrections beyond this range are a different setting, not a calibration.
 MEMORY_RATIO_BOUNDS = (0.5, 4.0)
 FORMAT_VERSION = 1
@@ -74,6 +99,7 @@ class CalibrationStore:
         model_key: str,
         settings: dict[str, Any],
         measured: dict[str, Any],
+        conditions: dict[str, Any] | None = None,
     ) -> None:
         """Store one measured run.
 
@@ -81,12 +107,16 @@ class CalibrationStore:
         models, ``estimated_decode_tokens_per_s`` / ``estimated_prefill_tokens_per_s``
         (:meth:`MemoryPlan.calibration_settings` gives all of them). ``measured``: any of
         ``decode_tokens_per_s``, ``prefill_tokens_per_s``, ``kv_bytes``, ``compute_bytes``...
+        ``conditions``: the machine's load during the run (``other_cpu_share``: 0-1 of all
+        CPU time used by other processes; ``load_avg_1m``); runs without it count as clean.
         """
-        entry = {
+        entry: dict[str, Any] = {
             "time": time.time(),
             "settings": dict(settings),
             "measured": {k: v for k, v in measured.items() if _is_number(v)},
         }
+        if conditions:
+            entry["conditions"] = {k: v for k, v in conditions.items() if _is_number(v)}
         with self._lock:
             data = self._load()
             runs = data["machines"].setdefault(machine_key, {}).setdefault(model_key, [])
@@ -104,28 +134,63 @@ class CalibrationStore:
     def lookup(
         self, machine_key: str, model_key: str, settings: dict[str, Any]
     ) -> dict[str, float] | None:
-        """Median measured values of this model's runs with matching settings, if any."""
+        """Robust centre (:func:`robust_center`) of this model's runs with matching settings:
+        its clean runs, or its contended ones when it has no other; ``None`` without any."""
+        found = self._lookup(machine_key, model_key, settings)
+        return found[0] if found else None
+
+    def _lookup(
+        self, machine_key: str, model_key: str, settings: dict[str, Any]
+    ) -> tuple[dict[str, float], int, bool] | None:
+        """(values, runs used, whether they were all measured under contention)."""
         matching = [
-            r["measured"]
+            r
             for r in self.runs(machine_key, model_key)
             if _same_settings(r.get("settings", {}), settings)
+            and isinstance(r.get("measured"), dict)
         ]
         if not matching:
             return None
-        keys = {k for m in matching for k in m}
-        return {k: statistics.median(m[k] for m in matching if k in m) for k in keys}
+        values: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        contended: dict[str, bool] = {}
+        for k in {k for r in matching for k in r["measured"]}:
+            having = [r for r in matching if _is_number(r["measured"].get(k))]
+            clean = [r for r in having if not is_contended(r)]
+            used = clean or having  # per metric: a load has no speed and no contention
+            if used:
+                values[k] = robust_center([r["measured"][k] for r in used])
+                counts[k], contended[k] = len(used), not clean
+        main = "decode_tokens_per_s"
+        if main in counts:
+            return values, counts[main], contended[main]
+        return values, max(counts.values(), default=0), False
 
     def factor(self, machine_key: str, metric: str = "decode_tokens_per_s") -> float | None:
-        """Median measured / estimated ratio over this machine's runs, if any."""
+        """Measured / estimated factor for this machine, if enough clean runs were recorded."""
+        found = self.factor_with_runs(machine_key, metric)
+        return found[0] if found else None
+
+    def factor_with_runs(
+        self, machine_key: str, metric: str = "decode_tokens_per_s"
+    ) -> tuple[float, int] | None:
+        """(factor, clean runs it rests on): the robust centre of the per-run ratios
+        measured / estimated, over runs not measured under contention, clamped to
+        :data:`FACTOR_BOUNDS`; ``None`` with fewer than :data:`MIN_CALIBRATION_RUNS`."""
         ratios = []
         for r in self.runs(machine_key):
+            if is_contended(r):
+                continue
             est = r.get("settings", {}).get(f"estimated_{metric}")
             got = r.get("measured", {}).get(metric)
             if _is_number(est) and _is_number(got) and est > 0 and got > 0:
                 q = got / est
                 if RATIO_BOUNDS[0] <= q <= RATIO_BOUNDS[1]:
                     ratios.append(q)
-        return statistics.median(ratios) if ratios else None
+        if len(ratios) < MIN_CALIBRATION_RUNS:
+            return None
+        lo, hi = FACTOR_BOUNDS
+        return min(hi, max(lo, robust_center(ratios))), len(ratios)
 
     def memory_factor(
         self, machine_key: str, model_key: str, metric: str = "compute_bytes"
@@ -149,24 +214,48 @@ class CalibrationStore:
         from launcher.estimate import SpeedEstimate
 
         settings = plan.calibration_settings()
-        hit = self.lookup(machine_key, model_key, settings)
-        if hit and "decode_tokens_per_s" in hit:
+        hit = self._lookup(machine_key, model_key, settings)
+        if hit and "decode_tokens_per_s" in hit[0]:
+            values, n, contended = hit
+            busy = "; measured while other programs kept the CPU busy" if contended else ""
             return SpeedEstimate(
-                round(hit["decode_tokens_per_s"], 2),
-                round(hit.get("prefill_tokens_per_s", est.prefill_tokens_per_s), 1),
+                round(values["decode_tokens_per_s"], 2),
+                round(values.get("prefill_tokens_per_s", est.prefill_tokens_per_s), 1),
                 "measured",
-                "measured on this machine with these settings",
+                f"measured on this machine with these settings ({_runs(n)}){busy}",
+                runs=n,
             )
-        fd = self.factor(machine_key, "decode_tokens_per_s")
-        if fd is None:
+        decode = self.factor_with_runs(machine_key, "decode_tokens_per_s")
+        if decode is None:
             return est
-        fp = self.factor(machine_key, "prefill_tokens_per_s") or 1.0
+        fd, n = decode
+        prefill = self.factor_with_runs(machine_key, "prefill_tokens_per_s")
+        fp = prefill[0] if prefill else 1.0
+        bound = " (the most calibration may move it)" if fd in FACTOR_BOUNDS else ""
         return SpeedEstimate(
             round(est.decode_tokens_per_s * fd, 2),
             round(est.prefill_tokens_per_s * fp, 1),
             "calibrated",
-            f"{est.explanation}; x{fd:.2f} from runs measured on this machine",
+            f"{est.explanation}; x{fd:.2f}{bound} from {_runs(n)} measured on this machine",
+            runs=n,
         )
+
+
+def robust_center(values: list[float]) -> float:
+    """The upper median: slow outliers (contention, a stalled run) do not move it, and of two
+    runs the faster one counts, since interference only ever slows a run down."""
+    return float(statistics.median_high(values))
+
+
+def is_contended(run: dict[str, Any]) -> bool:
+    """Whether a stored run was measured while other processes kept the CPU busy."""
+    cond = run.get("conditions")
+    share = cond.get("other_cpu_share") if isinstance(cond, dict) else None
+    return isinstance(share, (int, float)) and share >= CONTENDED_CPU_SHARE
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 def _is_number(v: Any) -> bool:

@@ -411,6 +411,14 @@ class SpeedEstimate:
     prefill_tokens_per_s: float
     basis: Basis = "estimated"
     explanation: str = ""
+    runs: int = 0  # measured runs the basis rests on (measured / calibrated)
+
+    @property
+    def basis_label(self) -> str:
+        """The basis with what it rests on: "estimated", "calibrated from 5 runs"."""
+        if self.basis == "estimated" or self.runs <= 0:
+            return self.basis
+        return f"{self.basis} from {self.runs} run{'s' if self.runs != 1 else ''}"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

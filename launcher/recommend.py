@@ -111,7 +111,7 @@ def _reason(p: MemoryPlan, requested_ctx: int, floor: float) -> str:
     if p.verdict != "no_fit":
         tps = p.speed.decode_tokens_per_s
         slow = "" if tps >= floor else f", below the {floor:g} tok/s usable floor"
-        parts.append(f"~{tps:.0f} tok/s ({p.speed.basis}){slow}")
+        parts.append(f"~{tps:.0f} tok/s ({p.speed.basis_label}){slow}")
     if p.context < requested_ctx:
         parts.append(f"context limited to {p.context} by the model")
     if p.verdict == "partial" and p.max_context_full_gpu:

@@ -240,7 +240,7 @@ def print_human(src: ModelSource, p: MemoryPlan, machine: str) -> None:
         print(f"Largest context fully on the GPU: {p.max_context_full_gpu} tokens")
     if p.verdict != "no_fit":
         print(
-            f"Speed ({p.speed.basis}): ~{p.speed.decode_tokens_per_s:.1f} tok/s generation, "
+            f"Speed ({p.speed.basis_label}): ~{p.speed.decode_tokens_per_s:.1f} tok/s generation, "
             f"~{p.speed.prefill_tokens_per_s:.0f} tok/s prompt"
         )
     source = "llama.cpp dry run" if p.source == "dry_run" else "formula estimate"

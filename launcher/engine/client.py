@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.engine import protocol
+from launcher.engine.calibrate import conditions_since, cpu_mark
 from launcher.engine.events import (
     BufferSize,
     EngineParams,
@@ -267,6 +268,7 @@ class EngineClient:
             self._cancel_requested.clear()
             self._cancel.clear()
             t0 = time.perf_counter()
+            cpu_at_start = cpu_mark(self.pid)  # what else keeps the CPU busy meanwhile
             self._send("generate", sampling=sampling.to_dict(), **request)
             ttft: float | None = None
             shown: list[str] = []
@@ -310,7 +312,7 @@ class EngineClient:
                             cached_tokens=m["cached_tokens"],
                         )
                         done = ReplyFinished(text="".join(shown), metrics=metrics)
-                        self._record("reply", done)
+                        self._record("reply", done, conditions_since(cpu_at_start))
                         yield done
                         return
                     elif kind == "error":
@@ -442,12 +444,22 @@ class EngineClient:
         self.loaded = None
 
     # ------------------------------------------------------------------ calibration
-    def _record(self, what: str, result: Loaded | ReplyFinished) -> None:
+    def _record(
+        self, what: str, result: Loaded | ReplyFinished, conditions: dict[str, float] | None = None
+    ) -> None:
         if self._calibration is None or self.loaded is None:
             return
         try:
             from launcher.engine.calibrate import record
 
-            record(self._calibration, self._machine_key, self.loaded, what, result, self._plan)
+            record(
+                self._calibration,
+                self._machine_key,
+                self.loaded,
+                what,
+                result,
+                self._plan,
+                conditions=conditions,
+            )
         except Exception:  # calibration must never break a chat
             log.warning("could not record a measurement for calibration", exc_info=True)

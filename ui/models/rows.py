@@ -32,6 +32,8 @@ class CandidateRow:
     total_bytes: int | None = None
     tokens_per_s: float | None = None
     basis: str = "estimated"  # estimated / calibrated / measured
+    basis_runs: int = 0  # measured runs a calibrated / measured speed rests on
+    capabilities: tuple[str, ...] = ()  # "tools", "reasoning", "vision" (catalog models)
     uses: tuple[str, ...] = ()
     params: str = ""
     context: int | None = None
@@ -137,6 +139,8 @@ def candidate_from(rec: Any) -> CandidateRow:
         total_bytes=_get(plan, "total_bytes") if plan is not None else None,
         tokens_per_s=_get(speed, "decode_tokens_per_s") if speed is not None else None,
         basis=str(_get(speed, "basis", default="estimated")),
+        basis_runs=int(_get(speed, "runs", default=0) or 0) if speed is not None else 0,
+        capabilities=tuple(str(c) for c in _get(model, "capabilities", default=()) or ()),
         uses=tuple(str(u) for u in uses) if isinstance(uses, list | tuple) else (),
         params=_params_label(_get(model, "params")),
         context=_get(plan, "context") if plan is not None else None,

@@ -36,9 +36,10 @@ from ui.models.candidates import (
     Column,
     action_label,
     memory_breakdown,
+    speed_label,
 )
 from ui.models.rows import CandidateRow
-from ui.theme import fmt_bytes, fmt_tokens_per_s, verdict_colour, verdict_label
+from ui.theme import fmt_bytes, verdict_colour, verdict_label
 from ui.widgets.button_delegate import ButtonDelegate
 
 CONTEXT_STEPS = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
@@ -306,11 +307,7 @@ class DiscoverView(QWidget):
         self.action_button.setEnabled(action != "downloading")
         colour = verdict_colour(row.verdict).name()
         badge = verdict_label(row.verdict, row.gpu_layers, row.total_layers)
-        speed = (
-            f"{fmt_tokens_per_s(row.tokens_per_s)} ({row.basis})"
-            if row.tokens_per_s is not None
-            else "unknown"
-        )
+        speed = speed_label(row) if row.tokens_per_s is not None else "unknown"
         ctx = f" at {context_label(row.context)}" if row.context else ""
         self.details.setText(
             f"<b>{row.name}</b> {row.params} · {row.quant} · {fmt_bytes(row.size_bytes)} "
