@@ -1,8 +1,10 @@
 """The model catalog: popular GGUF models, their quant files and what the planner needs offline.
 
 The bundled ``resources/catalog.json`` makes recommendations work without a network. Each
-model carries its Hugging Face repo and files per quant, its uses, an editorial quality score
-and its architecture numbers (from the model's config.json). Every size is marked
+model carries its Hugging Face repo and files per quant, its uses, its capabilities (``tools``:
+native tool calling in its chat template; ``reasoning``: a thinking mode; ``vision``: image
+input, with the model's mmproj file), an editorial quality score and its architecture numbers
+(from the model's config.json). Every size is marked
 ``verified`` (with its source) or ``estimated`` (with the formula).
 
 :func:`refresh` asks the Hub (``HF_ENDPOINT`` and the user's token honoured) for the exact
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "resources" / "catalog.json"
 USES = ("assistant", "reasoning", "coding", "private-work", "agents")
 SIZE_STATUSES = ("verified", "estimated")
+#: What a model can do beyond plain chat; ``capabilities_source`` in the catalog says where
+#: each model's list comes from (its model card or chat template).
+CAPABILITIES = ("tools", "reasoning", "vision")
 
 
 class CatalogError(LauncherError):
@@ -77,11 +82,16 @@ class CatalogModel:
     quants: tuple[QuantFile, ...]
     active_params: int | None = None  # MoE: parameters read per token
     notes: str = ""
+    capabilities: tuple[str, ...] = ()  # of CAPABILITIES
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_moe(self) -> bool:
         return int(self.arch.get("n_expert") or 0) > 0
+
+    def can(self, *capabilities: str) -> bool:
+        """Whether the model has every one of ``capabilities`` ("tools", ...)."""
+        return all(c in self.capabilities for c in capabilities)
 
     def quality_for(self, use: str | None) -> int:
         """The quality score for a use (falls back to the overall score)."""
@@ -236,10 +246,22 @@ def _parse_model(d: dict[str, Any]) -> CatalogModel:
             quants=tuple(_parse_quant(mid, q) for q in d.get("quants") or ()),
             active_params=d.get("active_params"),
             notes=str(d.get("notes", "")),
+            capabilities=_parse_capabilities(mid, d.get("capabilities")),
             raw=d,
         )
     except KeyError as exc:
         raise CatalogError(f"catalog: a model entry lacks {exc}") from exc
+
+
+def _parse_capabilities(model_id: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(v in CAPABILITIES for v in value):
+        raise CatalogError(
+            f"catalog: {model_id} capabilities must be a list of {', '.join(CAPABILITIES)}, "
+            f"not {value!r}"
+        )
+    return tuple(value)
 
 
 def _merge(bundled: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -316,14 +338,24 @@ class Catalog:
         use: str | None = None,
         quants: Iterable[str] | None = None,
         max_size_bytes: int | None = None,
+        capabilities: Iterable[str] = (),
     ) -> list[Candidate]:
-        """Every (model, quant file) pair, optionally for one use, some quants, a size cap."""
+        """Every (model, quant file) pair, optionally for one use, some quants, a size cap,
+        and only models with all of ``capabilities`` (e.g. ``["tools"]`` for agents)."""
         if use is not None and use not in self.uses:
             raise CatalogError(f"unknown use {use!r}; choose one of: {', '.join(self.uses)}")
+        needed = tuple(capabilities)
+        for c in needed:
+            if c not in CAPABILITIES:
+                raise CatalogError(
+                    f"unknown capability {c!r}; choose from: {', '.join(CAPABILITIES)}"
+                )
         wanted = {q.lower() for q in quants} if quants is not None else None
         out = []
         for m in self.models:
             if use is not None and use not in m.uses:
+                continue
+            if not m.can(*needed):
                 continue
             for q in m.quants:
                 if wanted is not None and q.quant.lower() not in wanted:

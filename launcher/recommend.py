@@ -90,6 +90,7 @@ class Recommendation:
             "quality": self.quality,
             "reason": self.reason,
             "summary_exact": c.summary_is_exact,
+            "capabilities": list(c.model.capabilities),
             **self.plan.to_json(),
         }
 
@@ -130,17 +131,19 @@ def recommend(
     one_per_model: bool = False,
     include_no_fit: bool = False,
     calibration: CalibrationStore | None = None,
+    capabilities: Iterable[str] = (),
 ) -> list[Recommendation]:
     """Rank the catalog's files for ``profile`` and ``use`` at ``context`` tokens.
 
-    ``one_per_model`` keeps only each model's best-ranked quant. ``include_no_fit`` appends
-    the files that do not fit (last, for a "why not?" view). The ranking is explained in the
-    module docstring.
+    ``capabilities`` keeps only models that have all of them (``["tools"]``: models that call
+    tools natively, for agents). ``one_per_model`` keeps only each model's best-ranked quant.
+    ``include_no_fit`` appends the files that do not fit (last, for a "why not?" view). The
+    ranking is explained in the module docstring.
     """
     catalog = catalog or Catalog.load()
     floor = usable_floor(use)
     scored: list[tuple[tuple[float, ...], Candidate, MemoryPlan, bool, float]] = []
-    for cand in catalog.candidates(use=use, quants=quants):
+    for cand in catalog.candidates(use=use, quants=quants, capabilities=capabilities):
         p = plan(
             cand.summary,
             profile,

@@ -1,8 +1,10 @@
-"""``spark-launcher catalog [list|refresh] [--use U] [--json]``: the bundled model catalog.
+"""``spark-launcher catalog [list|refresh] [--use U] [--capability C] [--json]``: the catalog.
 
-``list`` (the default) shows every model and quant file with its size and whether that size
-is verified or estimated. ``refresh`` asks the Hugging Face Hub (``HF_ENDPOINT`` honoured)
-for exact file sizes and stores them in the user's data folder.
+``list`` (the default) shows every model and quant file with its size, whether that size
+is verified or estimated, and what the model can do (tools, reasoning, vision);
+``--capability tools`` lists only models that call tools natively. ``refresh`` asks the
+Hugging Face Hub (``HF_ENDPOINT`` honoured) for exact file sizes and stores them in the user's
+data folder.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from launcher.catalog import Catalog, refresh
+from launcher.catalog import CAPABILITIES, Catalog, refresh
 
 GIB = 1 << 30
 
@@ -25,6 +27,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("action", nargs="?", choices=("list", "refresh"), default="list")
     p.add_argument("--use", help="only models suited to this use (assistant, reasoning, ...)")
+    add_capability_argument(p)
     p.add_argument(
         "--headers",
         action="store_true",
@@ -34,9 +37,26 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=handler)
 
 
+def add_capability_argument(p: argparse.ArgumentParser) -> None:
+    """``--capability C`` (repeatable): only models that have every capability given."""
+    p.add_argument(
+        "--capability",
+        action="append",
+        choices=CAPABILITIES,
+        default=[],
+        help="only models that can do this: tools (native tool calling, for agents), "
+        "reasoning (a thinking mode), vision (image input); repeat to require several",
+    )
+
+
+def capability_label(capabilities: Sequence[str]) -> str:
+    """'tools, reasoning', or '-' for a model that only chats."""
+    return ", ".join(capabilities) or "-"
+
+
 def _list(args: argparse.Namespace) -> int:
     cat = Catalog.load()
-    cands = cat.candidates(use=args.use)
+    cands = cat.candidates(use=args.use, capabilities=args.capability)
     if args.json:
         out = {
             "refreshed": cat.refreshed,
@@ -56,6 +76,7 @@ def _list(args: argparse.Namespace) -> int:
                     "size_source": c.quant.size_source,
                     "params": c.model.params,
                     "uses": list(c.model.uses),
+                    "capabilities": list(c.model.capabilities),
                     "quality": c.model.quality_for(args.use),
                 }
                 for c in cands
@@ -71,11 +92,13 @@ def _list(args: argparse.Namespace) -> int:
             c.quant.size_status,
             str(c.model.quality_for(args.use)),
             ", ".join(c.model.uses),
+            capability_label(c.model.capabilities),
             c.quant.uri,
         )
         for c in cands
     ]
-    print_table(("Model", "Quant", "GiB", "Size is", "Quality", "Uses", "Hub file"), rows)
+    headers = ("Model", "Quant", "GiB", "Size is", "Quality", "Uses", "Can", "Hub file")
+    print_table(headers, rows)
     when = cat.refreshed or "never (bundled figures)"
     print(f"\n{len(rows)} files; sizes refreshed from the Hub: {when}.")
     print(f"Quality: {cat.quality_source}")

@@ -1,8 +1,9 @@
-"""``spark-launcher recommend [--use U] [--ctx N] [--machine M] [--json]``: what to run here.
+"""``spark-launcher recommend [--use U] [--capability C] [--ctx N] [--machine M] [--json]``.
 
 Ranks the catalog for a machine (this one by default) and a use: the best quality that runs
 at a usable speed first (see :mod:`launcher.recommend` for the rule), each with where it
-runs, how much memory it needs and how fast it should be.
+runs, how much memory it needs, how fast it should be and what it can do (tools, reasoning,
+vision). ``--capability tools`` keeps only models that call tools natively (for agents).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from typing import Any
 
 from launcher.catalog import USES, Catalog
-from launcher.commands.catalog import print_table
+from launcher.commands.catalog import add_capability_argument, capability_label, print_table
 from launcher.estimate import KV_TYPES
 from launcher.machines import resolve_machine
 from launcher.recommend import recommend, usable_floor
@@ -27,6 +28,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
     )
     p.add_argument("--use", choices=USES, help="what the model is for (default: any)")
+    add_capability_argument(p)
     p.add_argument("--ctx", type=int, default=8192, help="context length in tokens (8192)")
     p.add_argument("--kv-type", default="f16", choices=sorted(KV_TYPES), help="KV cache type")
     p.add_argument("--machine", help="reference name, probe --json file, or inline spec")
@@ -53,6 +55,7 @@ def handler(args: argparse.Namespace) -> int:
         kv_type=args.kv_type,
         one_per_model=not args.all_quants,
         calibration=calibration,
+        capabilities=args.capability,
     )
     if args.limit > 0:
         recs = recs[: args.limit]
@@ -61,6 +64,7 @@ def handler(args: argparse.Namespace) -> int:
         out = {
             "machine": machine,
             "use": args.use,
+            "capabilities": list(args.capability),
             "context": args.ctx,
             "kv_type": args.kv_type,
             "usable_decode_tokens_per_s": usable_floor(args.use),
@@ -73,7 +77,10 @@ def handler(args: argparse.Namespace) -> int:
         f"(usable: >= {usable_floor(args.use):g} tok/s)\n"
     )
     if not recs:
-        print("Nothing in the catalog fits this machine at this context; try a smaller --ctx.")
+        needs = f" that can do {', '.join(args.capability)}" if args.capability else ""
+        print(
+            f"Nothing in the catalog{needs} fits this machine at this context; try a smaller --ctx."
+        )
         return 0
     verdicts = {"full_gpu": "GPU", "partial": "GPU+CPU", "cpu": "CPU", "no_fit": "no fit"}
     rows = [
@@ -87,10 +94,12 @@ def handler(args: argparse.Namespace) -> int:
             f"{r.speed.decode_tokens_per_s:.0f}",
             "yes" if r.usable else "slow",
             f"{r.quality:g}",
+            capability_label(r.candidate.model.capabilities),
         )
         for r in recs
     ]
-    print_table(("#", "Model", "Quant", "GiB", "Runs on", "tok/s", "Usable", "Quality"), rows)
+    headers = ("#", "Model", "Quant", "GiB", "Runs on", "tok/s", "Usable", "Quality", "Can")
+    print_table(headers, rows)
     top = recs[0]
     print(f"\nTop pick: {top.candidate.label}: {top.reason}")
     print(f"Download: {top.candidate.quant.uri}")

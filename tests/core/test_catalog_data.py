@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from launcher.catalog import BUNDLED_CATALOG, Catalog, CatalogError, refreshed_path
+from launcher.catalog import (
+    BUNDLED_CATALOG,
+    CAPABILITIES,
+    Catalog,
+    CatalogError,
+    refreshed_path,
+)
 from launcher.paths import AppPaths
 
 GiB = 1 << 30
@@ -61,6 +67,13 @@ def test_every_entry_is_complete_and_marked(entry: dict) -> None:
     assert entry["uses"] and set(entry["uses"]) <= set(RAW["uses"])
     assert 0 < entry["quality"]["score"] <= 100
     assert entry["params_status"] in ("verified", "estimated") and entry["params_source"]
+    # what the model can do, and where that comes from; an agent model must call tools
+    assert isinstance(entry["capabilities"], list)
+    assert set(entry["capabilities"]) <= set(CAPABILITIES), entry["capabilities"]
+    assert len(set(entry["capabilities"])) == len(entry["capabilities"])
+    assert entry["capabilities_source"], f"{entry['id']} capabilities have no source"
+    if "agents" in entry["uses"]:
+        assert "tools" in entry["capabilities"], entry["id"]
     arch = entry["summary"]
     assert arch["status"] == "verified" and "config.json" in arch["source"]
     for name in ARCH_FIELDS:

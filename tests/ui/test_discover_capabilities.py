@@ -9,7 +9,7 @@ from launcher.calibration import CalibrationStore, machine_key
 from launcher.catalog import Catalog
 from launcher.machines import resolve_machine
 from launcher.recommend import recommend
-from ui.models.candidates import Column
+from ui.models.candidates import CandidateRole, Column
 from ui.models.rows import CandidateRow, candidate_from
 from ui.views.discover import DiscoverView
 
@@ -64,3 +64,44 @@ def test_a_calibrated_recommendation_reaches_the_row_with_its_runs(app_home: Pat
     again = recommend(machine, "assistant", 8192, catalog, calibration=store)
     row = candidate_from(again[0])
     assert row.basis == "calibrated" and row.basis_runs == 3
+
+
+def test_tool_calling_hides_models_that_cannot_call_tools(qtbot) -> None:
+    view = DiscoverView()
+    qtbot.addWidget(view)
+    view.set_candidates(
+        [
+            _row("agent", capabilities=("tools", "reasoning")),
+            _row("vision-only", capabilities=("vision",)),
+            _row("hub-result"),  # a Hub search result: abilities unknown
+        ]
+    )
+
+    def names() -> set[str]:
+        return {
+            view.proxy.index(r, Column.MODEL).data(CandidateRole.ROW).name
+            for r in range(view.proxy.rowCount())
+        }
+
+    assert names() == {"agent", "vision-only", "hub-result"}
+    view.tools_only.setChecked(True)
+    assert names() == {"agent"}
+    view.tools_only.setChecked(False)
+    assert names() == {"agent", "vision-only", "hub-result"}
+
+
+def test_catalog_capabilities_reach_the_discover_rows(qtbot, app_home: Path) -> None:
+    """Real catalog recommendations: with "Tool calling" on, only tool-calling models stay."""
+    catalog = Catalog.load()
+    recs = recommend(resolve_machine("dgx-spark"), None, 8192, catalog, one_per_model=True)
+    view = DiscoverView()
+    qtbot.addWidget(view)
+    view.set_candidates([candidate_from(r) for r in recs])
+    before = view.proxy.rowCount()
+    view.tools_only.setChecked(True)
+    rows = [view.proxy.index(r, 0).data(CandidateRole.ROW) for r in range(view.proxy.rowCount())]
+    assert 0 < len(rows) < before
+    assert all(catalog.get(r.source.candidate.model.id).can("tools") for r in rows)
+    assert {r.name for r in rows} == {
+        r.candidate.model.name for r in recs if r.candidate.model.can("tools")
+    }

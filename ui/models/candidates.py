@@ -2,7 +2,8 @@
 
 Rows are ``CandidateRow``s; the action column says what the one button does for that row
 (Download, a download's progress, or Chat when the file is on disk), from ``set_states``.
-``CandidateFilterModel`` applies the quantisation filter and the "hide won't fit" switch.
+``CandidateFilterModel`` applies the quantisation filter, the "hide won't fit" switch and the
+"tool calling" switch (only models whose capabilities include ``tools``, for agents).
 """
 
 from __future__ import annotations
@@ -203,12 +204,13 @@ class CandidateModel(QAbstractTableModel):
 
 
 class CandidateFilterModel(QSortFilterProxyModel):
-    """Quantisation filter and "hide what won't fit" over a ``CandidateModel``."""
+    """Quantisation filter, "hide what won't fit" and "tool calling" over a ``CandidateModel``."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._quant = ""
         self._hide_no_fit = False
+        self._tools_only = False
         self.setSortRole(CandidateRole.SORT)
 
     def set_quant(self, quant: str) -> None:
@@ -219,11 +221,18 @@ class CandidateFilterModel(QSortFilterProxyModel):
         self._hide_no_fit = hide
         self.invalidate()
 
+    def set_tools_only(self, on: bool) -> None:
+        """Keep only models that call tools natively (rows without known capabilities go)."""
+        self._tools_only = on
+        self.invalidate()
+
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
         model = self.sourceModel()
         if not isinstance(model, CandidateModel):
             return True
         row = model.row_at(source_row)
         if self._quant and row.quant.upper() != self._quant.upper():
+            return False
+        if self._tools_only and "tools" not in row.capabilities:
             return False
         return not (self._hide_no_fit and row.verdict == "no_fit")

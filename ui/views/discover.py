@@ -118,6 +118,11 @@ class DiscoverView(QWidget):
         for q in DEFAULT_QUANTS:
             self.quant_picker.addItem(q, q)
         self.show_no_fit = QCheckBox("Show what won't fit")
+        self.tools_only = QCheckBox("Tool calling")
+        self.tools_only.setToolTip(
+            "For agents: only models that call tools natively. Hub search results, whose "
+            "abilities are not known before download, are hidden too."
+        )
         self.search_field = QLineEdit()
         self.search_field.setPlaceholderText("Search Hugging Face for GGUF models…")
         self.search_field.setClearButtonEnabled(True)
@@ -133,6 +138,7 @@ class DiscoverView(QWidget):
         filters.addSpacing(12)
         filters.addWidget(self.quant_picker)
         filters.addWidget(self.show_no_fit)
+        filters.addWidget(self.tools_only)
         filters.addStretch(1)
         search = QHBoxLayout()
         search.addWidget(self.search_field, 1)
@@ -191,6 +197,7 @@ class DiscoverView(QWidget):
         )
         self.show_no_fit.toggled.connect(lambda on: self.proxy.set_hide_no_fit(not on))
         self.proxy.set_hide_no_fit(True)
+        self.tools_only.toggled.connect(self.proxy.set_tools_only)
         self.search_field.returnPressed.connect(self._on_search)
         self.search_button.clicked.connect(self._on_search)
         self.recommend_button.clicked.connect(self._emit_filters)
