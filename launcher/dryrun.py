@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.childproc import call_in_child
 from launcher.errors import GGUFError, ModelLoadError
+from launcher.hardware.cpufeatures import decide_extra_buffers, read_cpu_flags
 
 if TYPE_CHECKING:
     from launcher.calibration import CalibrationStore
@@ -347,6 +348,10 @@ def _run_jobs(payload: dict[str, Any]) -> list[dict[str, Any]]:  # pragma: no co
     llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
     llama_cpp.llama_backend_init()
     real = bool(payload.get("real_load"))
+    # The same extra-buffer decision as the model host, so sizes match what a load allocates
+    # (and a real load here never takes the AMX path that crashes, cpufeatures.py).
+    system_info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    extra = decide_extra_buffers(None, system_info, read_cpu_flags()).use
     results: list[dict[str, Any]] = [{} for _ in payload["jobs"]]
     groups: dict[int, list[int]] = {}
     for i, j in enumerate(payload["jobs"]):
@@ -355,6 +360,7 @@ def _run_jobs(payload: dict[str, Any]) -> list[dict[str, Any]]:  # pragma: no co
         lines.clear()
         mp = llama_cpp.llama_model_default_params()
         mp.n_gpu_layers = ngl
+        mp.use_extra_bufts = extra
         if not real:
             mp.no_alloc = True
             mp.load_mode = 0  # LLAMA_LOAD_MODE_NONE: no_alloc with mmap aborts the process

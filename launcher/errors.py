@@ -16,7 +16,15 @@ class GGUFError(LauncherError):
 
 
 class ModelLoadError(LauncherError):
-    """llama.cpp could not load a model."""
+    """llama.cpp could not load a model.
+
+    ``crash``: the engine's ``HostCrashed`` event when the model host died while loading (its
+    diagnosis, and safe settings to try when it keeps happening); ``None`` otherwise.
+    """
+
+    def __init__(self, message: str, crash: object | None = None) -> None:
+        super().__init__(message)
+        self.crash = crash
 
 
 class NotEnoughMemory(LauncherError):

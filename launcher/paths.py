@@ -37,6 +37,10 @@ class AppPaths:
         return self.data_dir / "calibration.json"
 
     @property
+    def crashes_file(self) -> Path:
+        return self.data_dir / "crashes.json"
+
+    @property
     def comparisons_dir(self) -> Path:
         return self.data_dir / "comparisons"
 

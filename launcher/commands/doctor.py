@@ -9,6 +9,7 @@ import argparse
 import json
 from typing import Any
 
+from launcher.engine.crashes import CrashHistory, crash_check
 from launcher.hardware import probe
 from launcher.hardware.doctor import run_checks
 from launcher.paths import AppPaths
@@ -30,7 +31,7 @@ def register(subparsers: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     paths = AppPaths.default()
     models_dir = load_settings(paths).models_path(paths)
-    checks = run_checks(probe(), models_dir)
+    checks = run_checks(probe(), models_dir, extra=[crash_check(CrashHistory(paths.crashes_file))])
     if args.json:
         print(json.dumps([c.to_json() for c in checks], indent=2))
     else:

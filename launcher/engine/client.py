@@ -27,10 +27,11 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from launcher.engine import protocol
 from launcher.engine.calibrate import conditions_since, cpu_mark
+from launcher.engine.crashes import CrashHistory, classify, safe_settings
 from launcher.engine.events import (
     BufferSize,
     EngineParams,
@@ -44,9 +45,10 @@ from launcher.engine.events import (
     StopReason,
     Token,
 )
-from launcher.engine.logparse import crash_cause, load_failure_message
+from launcher.engine.logparse import load_failure_message
 from launcher.engine.memory import gpu_bytes, rss_bytes
 from launcher.errors import EngineError, ModelLoadError
+from launcher.hardware.cpufeatures import read_cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ class EngineClient:
     ``calibration``: an optional store with ``record(machine_key, model_key, settings,
     measured)`` (``launcher.calibration.CalibrationStore``); each ``Loaded`` and
     ``ReplyFinished`` is recorded there. ``machine_key`` names this machine in it.
+
+    ``crash_history``: where crashes are counted per model (``crashes.json`` in the app); the
+    second crash of a model at the same stage carries safe settings to load with. Without
+    one, this client counts in memory.
     """
 
     def __init__(
@@ -68,6 +74,7 @@ class EngineClient:
         machine_key: str | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         name: str = "model-host",
+        crash_history: CrashHistory | None = None,
     ) -> None:
         self._mp = multiprocessing.get_context("spawn")
         self._cancel = self._mp.Event()  # polled by the host between tokens
@@ -88,6 +95,9 @@ class EngineClient:
         self.loaded: Loaded | None = None
         self.last_crash: HostCrashed | None = None
         self.last_load_log: tuple[str, ...] = ()  # llama.cpp's log of the last failed load
+        self._crashes = crash_history if crash_history is not None else CrashHistory(None)
+        self._crashed_before = False  # the loaded model has crashes on record
+        self._system: dict[str, Any] = {}  # the host's "system" message of the current load
 
     # ------------------------------------------------------------------ state
     @property
@@ -147,6 +157,7 @@ class EngineClient:
             self._cancel.clear()
             self._cancel_requested.clear()
             self.last_load_log = ()
+            self._system = {}
             try:
                 msg = self._await_loaded(path_str, engine_params, on_progress)
             except BaseException:
@@ -173,7 +184,10 @@ class EngineClient:
                 chat_template=msg["chat_template"],
                 params=engine_params,
                 system_info=msg["system_info"],
+                extra_buffers=msg["extra_buffers"],
+                extra_buffers_reason=msg["extra_buffers_reason"],
             )
+            self._crashed_before = self._crashes.get(path_str) is not None
             if plan is None and hasattr(params, "calibration_settings"):
                 plan = params
             self._plan = plan
@@ -191,14 +205,17 @@ class EngineClient:
         while True:
             msg = self._recv()
             if msg is None:
-                crash = self._collect_crash()
+                crash = self._collect_crash("load", path, params)
                 self.last_load_log = crash.last_log_lines
                 raise ModelLoadError(
                     f"{load_failure_message(path, crash.last_log_lines)} "
-                    f"(the model host stopped while loading: {crash.likely_cause})"
+                    f"(the model host stopped while loading: {crash.likely_cause})",
+                    crash=crash,
                 )
             kind = msg["type"]
-            if kind == "progress":
+            if kind == "system":
+                self._system = msg
+            elif kind == "progress":
                 if on_progress is not None:
                     on_progress(LoadProgress(fraction=min(1.0, float(msg["fraction"]))))
             elif kind == "load_failed":
@@ -313,6 +330,9 @@ class EngineClient:
                         )
                         done = ReplyFinished(text="".join(shown), metrics=metrics)
                         self._record("reply", done, conditions_since(cpu_at_start))
+                        if self._crashed_before:  # it loaded and replied: the streak is over
+                            self._crashed_before = False
+                            self._crashes.clear(self.loaded.path)
                         yield done
                         return
                     elif kind == "error":
@@ -398,15 +418,42 @@ class EngineClient:
         lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
         return tuple(lines[-n:])
 
-    def _collect_crash(self) -> HostCrashed:
+    def _collect_crash(
+        self, stage: Literal["load", "reply"] = "reply", path: str = "", params: Any = None
+    ) -> HostCrashed:
+        """Turn a dead host into a diagnosed ``HostCrashed`` and count it for its model."""
         proc = self._proc
         exit_code: int | None = None
         if proc is not None:
             proc.join(timeout=5)
             exit_code = proc.exitcode
         lines = self._log_tail()
+        if self.loaded is not None:
+            path, params = path or self.loaded.path, params or self.loaded.params
+        diagnosis = classify(
+            exit_code,
+            self._log_tail(400),  # the load's buffer lines name the AMX buffer, if any
+            stage=stage,
+            system_info=str(self._system.get("system_info", "")),
+            cpu_flags=read_cpu_flags(),
+            params=params,
+        )
+        repeats, safe = 1, None
+        changes: tuple[str, ...] = ()
+        if path:
+            repeats = self._crashes.record(path, stage, diagnosis).count
+        if repeats >= CrashHistory.REPEAT and isinstance(params, EngineParams):
+            safe, changes = safe_settings(params, diagnosis.kind)
         crash = HostCrashed(
-            exit_code=exit_code, last_log_lines=lines, likely_cause=crash_cause(exit_code, lines)
+            exit_code=exit_code,
+            last_log_lines=lines,
+            likely_cause=diagnosis.sentence,
+            kind=diagnosis.kind,
+            stage=stage,
+            repeats=repeats,
+            model_path=path,
+            safe_params=safe if changes else None,
+            safe_changes=changes,
         )
         self.last_crash = crash
         self._cleanup()

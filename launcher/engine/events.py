@@ -73,6 +73,9 @@ class EngineParams:
     #: the layer split over the offload devices (RPC first); see ``launcher/rpc.py``.
     rpc_servers: str = ""
     tensor_split: tuple[float, ...] = ()
+    #: llama.cpp's extra buffer types (weights repacked for faster CPU kernels; Intel AMX).
+    #: None: on, except where the host finds the AMX crash (``hardware/cpufeatures.py``).
+    use_extra_bufts: bool | None = None
 
     def resolved(self) -> EngineParams:
         """These params with ``None`` thread counts replaced by this machine's physical cores."""
@@ -203,6 +206,9 @@ class Loaded:
     chat_template: str | None  # the GGUF's template; None: plain completion is used
     params: EngineParams
     system_info: str = ""
+    #: Whether the load used llama.cpp's extra buffer types, and why (``cpufeatures``).
+    extra_buffers: bool = True
+    extra_buffers_reason: str = ""
 
     def buffer_total(self, kind: str | None = None, device: str | None = None) -> int:
         """Bytes of the reported buffers, optionally only one kind and/or one device."""
@@ -254,11 +260,23 @@ class ReplyFinished:
 
 @dataclass(frozen=True)
 class HostCrashed:
-    """The host process died; the client is usable again and can load a model."""
+    """The host process died; the client is usable again and can load a model.
+
+    ``kind`` is the classified signature (``launcher/engine/crashes.py``: ``amx``,
+    ``illegal_instruction``, ``gpu_oom``, ``segfault``...), ``stage`` when it died, ``repeats``
+    how many times in a row this model died at this stage. From the second time on,
+    ``safe_params`` are the load settings to try instead and ``safe_changes`` name each change.
+    """
 
     exit_code: int | None
     last_log_lines: tuple[str, ...]
     likely_cause: str
+    kind: str = "unknown"
+    stage: Literal["load", "reply"] = "reply"
+    repeats: int = 1
+    model_path: str = ""
+    safe_params: EngineParams | None = None
+    safe_changes: tuple[str, ...] = ()
 
     def as_error(self) -> HostCrashedError:
         """This crash as an exception, for callers that prefer raising to an event."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import faulthandler
 import os
 import signal
 import sys
@@ -31,10 +32,19 @@ import numpy as np
 from launcher.engine import protocol
 from launcher.engine.events import KV_TYPES, PLAIN_COMPLETION, EngineParams, Sampling
 from launcher.engine.logparse import load_failure_message, parse_buffers
+from launcher.hardware.cpufeatures import decide_extra_buffers, read_cpu_flags
 
 GGUF_TEMPLATE = "gguf chat template"
 RAW_PROMPT = "raw prompt (plain completion)"
 TRANSCRIPT_STOPS = ("\nUser:", "\nAssistant:")
+#: Test hook: ``SPARK_LAUNCHER_TEST_FAULT=segv-on-decode-with-extra-buffers`` makes the host
+#: die by a real SIGSEGV at its first prompt decode when extra buffer types are on: the way
+#: llama.cpp's AMX kernels crash (issue 20824), reproducible on any CPU, so the crash
+#: diagnosis and the safe-settings reload are tested end to end. Read once at host start.
+FAULT_ENV = "SPARK_LAUNCHER_TEST_FAULT"
+SEGV_WITH_EXTRA_BUFFERS = "segv-on-decode-with-extra-buffers"
+_fault = ""
+
 #: Streamed text is batched to at most one message per this many seconds (20 a second, as
 #: smooth as a chat pane can show); a model slower than that still sends every token.
 FLUSH_S = 0.05
@@ -92,6 +102,7 @@ class _Host:
         self.eos_text = ""
         self.cached: list[int] = []  # tokens whose KV is in the cache (sequence 0)
         self.n_swa = 0  # sliding window of the model (0: none, or a full-size SWA cache)
+        self.extra_buffers = True
         self._piece = ctypes.create_string_buffer(256)
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: bool(cancel.is_set()))
         self._no_abort = llama_cpp.ggml_abort_callback()  # NULL: no callback
@@ -141,6 +152,12 @@ class _Host:
         if params.tensor_split:
             split = (ctypes.c_float * llama.llama_max_devices())(*params.tensor_split)
             mp.tensor_split = split
+        system_info = llama.llama_print_system_info().decode("utf-8", errors="replace")
+        extra = decide_extra_buffers(params.use_extra_bufts, system_info, read_cpu_flags())
+        mp.use_extra_bufts = extra.use
+        self.extra_buffers = extra.use
+        # Sent before the load so that a crash while loading can still be diagnosed.
+        self.send("system", system_info=system_info, extra_buffers=extra.use, reason=extra.reason)
         model = llama.llama_model_load_from_file(path.encode("utf-8"), mp)
         if not model:
             lines = self.log.load_lines or []
@@ -202,7 +219,9 @@ class _Host:
             buffers=[
                 {"device": b.device, "kind": b.kind, "bytes": b.bytes} for b in parse_buffers(lines)
             ],
-            system_info=llama.llama_print_system_info().decode("utf-8", errors="replace"),
+            system_info=system_info,
+            extra_buffers=extra.use,
+            extra_buffers_reason=extra.reason,
         )
 
     def _token_text(self, token: int) -> str:
@@ -292,6 +311,8 @@ class _Host:
         stop_reason = "eos"
         cancelled = False
         evaluated = 0
+        if _fault == SEGV_WITH_EXTRA_BUFFERS and self.extra_buffers:
+            os.kill(os.getpid(), signal.SIGSEGV)
         # While the prompt is evaluated, llama.cpp polls the stop flag between graph nodes
         # (abort callback; CPU backend only, elsewhere the n_batch chunks bound the wait).
         # It is off while decoding: a Python call per graph node would cost a few percent.
@@ -543,6 +564,11 @@ def _split_stop(pending: str, stops: list[str]) -> tuple[str, str, bool]:
     return pending[: len(pending) - hold], pending[len(pending) - hold :], False
 
 
+def _inject_fault_for_tests() -> None:
+    global _fault
+    _fault = os.environ.get(FAULT_ENV, "")
+
+
 def host_main(conn: Any, cancel: Any, log_path: str) -> None:
     """Entry point of the host process (``multiprocessing`` spawn target)."""
     # Ctrl-C in a terminal reaches the whole process group: the app decides what it means
@@ -555,6 +581,10 @@ def host_main(conn: Any, cancel: Any, log_path: str) -> None:
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    # A fatal signal (SIGSEGV in a llama.cpp kernel) writes the Python stack to the log, so
+    # the crash classifier and the user see which call died (llama_decode, model load...).
+    faulthandler.enable(file=sys.stderr, all_threads=False)
+    _inject_fault_for_tests()
     host = _Host(conn, cancel)
     try:
         host.serve()

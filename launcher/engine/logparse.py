@@ -95,27 +95,3 @@ def _looks_oom(text: str) -> bool:
             "not enough memory",
         )
     )
-
-
-def crash_cause(exit_code: int | None, log: Sequence[str]) -> str:
-    """A user-facing guess at why a host died, from its exit code and last log lines."""
-    text = "\n".join(log).lower()
-    if _looks_oom(text):
-        return "It ran out of memory. Lower the context size or GPU layers, or use a smaller model."
-    assert_line = next((ln.strip() for ln in reversed(log) if "GGML_ASSERT" in ln), None)
-    if assert_line or exit_code in (-6, 134):
-        detail = f" ({assert_line})" if assert_line else ""
-        return (
-            f"llama.cpp aborted{detail}. This is a llama.cpp bug or an unsupported setting; "
-            "try other settings or another build, and report it if it repeats."
-        )
-    if exit_code in (-9, 137):
-        return (
-            "It was killed (SIGKILL), usually by the system's out-of-memory killer or by a user. "
-            "If memory was short, lower the context size or close other apps, then load again."
-        )
-    if exit_code in (-11, 139):
-        return "It crashed (segmentation fault) inside llama.cpp. Load the model again."
-    if exit_code in (-15, 143):
-        return "It was terminated (SIGTERM). Load the model again."
-    return f"It exited unexpectedly (exit code {exit_code}). Load the model again."

@@ -15,9 +15,11 @@ Client to host::
 
 Host to client::
 
+    system       {system_info, extra_buffers, reason}    (first, before the file is read)
     progress     {fraction}
     loaded       {n_ctx, n_ctx_train, n_params, model_size_bytes, description, chat_template,
-                  load_s, buffers: [{device, kind, bytes}], system_info}
+                  load_s, buffers: [{device, kind, bytes}], system_info, extra_buffers,
+                  extra_buffers_reason}
     load_failed  {message, log}
     token        {text}
     finished     {text, metrics: {...ReplyMetrics fields except ttft_s}}
@@ -43,6 +45,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | None, ...]]] = {
     },
     "shutdown": {},
     # host -> client
+    "system": {"system_info": (str,), "extra_buffers": (bool,), "reason": (str,)},
     "progress": {"fraction": (float, int)},
     "loaded": {
         "n_ctx": (int,),
@@ -54,6 +57,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | None, ...]]] = {
         "load_s": (float, int),
         "buffers": (list,),
         "system_info": (str,),
+        "extra_buffers": (bool,),
+        "extra_buffers_reason": (str,),
     },
     "load_failed": {"message": (str,), "log": (list,)},
     "token": {"text": (str,)},

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import psutil
 
 from launcher.errors import LauncherError
+from launcher.hardware.cpufeatures import read_cpu_flags
 
 # How long the child that asks llama.cpp/ggml about devices may take (CUDA start-up is slow
 # on a cold driver; a wedged driver must not hang the app).
@@ -242,6 +243,7 @@ class SystemSource:
             "cpu_arch": native_arch,
             "process_arch": process_arch,
             "emulation": emulation,
+            "cpu_flags": sorted(flags) if (flags := read_cpu_flags()) is not None else None,
         }
 
 

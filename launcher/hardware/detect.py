@@ -30,6 +30,7 @@ from launcher.hardware.adapters import (
     Adapters,
     live_adapters,
 )
+from launcher.hardware.cpufeatures import amx_risk, llama_cpu_features
 from launcher.hardware.profile import GPUInfo, MachineProfile, MemoryPool
 
 GIB = 1 << 30
@@ -132,6 +133,8 @@ def _probe(ad: Adapters) -> MachineProfile:
     pools = _pools(r, gpus, ggml_by_gpu, ram_total, ram_available, offload, unknowns)
     if not system:
         unknowns.setdefault("system", "the OS and CPU could not be read")
+    system_info = str((r.backend or {}).get("system_info", ""))
+    flags = system.get("cpu_flags")  # None where the OS does not list them
     return MachineProfile(
         os=str(system.get("os") or "unknown"),
         os_version=str(system.get("os_version") or ""),
@@ -148,6 +151,9 @@ def _probe(ad: Adapters) -> MachineProfile:
         backend=_backend_name(r.backend, unknowns),
         gpu_offload=offload,
         unknowns=unknowns,
+        system_info=system_info,
+        cpu_features=llama_cpu_features(system_info),
+        amx_risk=amx_risk(system_info, flags if isinstance(flags, list) else None),
     )
 
 

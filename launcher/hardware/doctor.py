@@ -6,6 +6,7 @@
 - x64 Python emulated on an Arm PC (Windows Prism, macOS Rosetta): slow, and no GPU;
 - llama.cpp built without GPU support while an NVIDIA (or Apple) GPU is present;
 - NVML missing while an NVIDIA GPU is present (no live VRAM or per-model GPU figures);
+- the instruction sets llama.cpp's CPU kernels use, and the Intel AMX build that crashes;
 - little free disk in the models folder;
 - llama.cpp built without the RPC backend (needed only to use other machines' memory);
 - on Linux, the X11 libraries Qt's window needs (a bare machine lacks some).
@@ -16,15 +17,23 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from launcher.hardware.cpufeatures import AMX_ISSUE
 from launcher.hardware.profile import MachineProfile
 
 Status = Literal["ok", "warn", "fail", "skip"]
 GIB = 1 << 30
+
+# A source build whose CPU kernels leave AMX out (tools/setup_llama.sh reads SPARK_LLAMA_AMX).
+AMX_REBUILD = "rm -f .venv/.setup-stamp && SPARK_LLAMA_AMX=off make setup"
+# Where nvcc usually is when it is not on PATH (DGX Spark, CUDA toolkit .deb/.run installs).
+CUDA_REBUILD = (
+    "rm -f .venv/.setup-stamp && PATH=/usr/local/cuda/bin:$PATH LLAMA_BACKEND=cuda make setup"
+)
 
 # Below these, the models folder is too small for a useful model (a 7-8B Q4 is ~5 GiB).
 DISK_FAIL_BYTES = 5 * GIB
@@ -117,8 +126,7 @@ def check_gpu_backend(profile: MachineProfile) -> Check:
             "only: models will run on the CPU, many times slower.",
             "Install the CUDA build of Spark Launcher."
             if _frozen()
-            else "Rebuild llama.cpp with CUDA (needs the CUDA toolkit's nvcc on PATH): "
-            "`rm -rf .venv && LLAMA_BACKEND=cuda make run`.",
+            else f"Rebuild llama.cpp with CUDA (nvcc from the CUDA toolkit): `{CUDA_REBUILD}`.",
         )
     if apple and not profile.gpu_offload:
         return Check(
@@ -131,6 +139,25 @@ def check_gpu_backend(profile: MachineProfile) -> Check:
     if profile.gpu_offload:
         return Check("gpu_backend", title, "ok", f"Built with {profile.backend.upper()}.")
     return Check("gpu_backend", title, "ok", "No GPU found; the CPU build is the right one.")
+
+
+def check_cpu(profile: MachineProfile) -> Check:
+    """What llama.cpp's CPU backend was built to use; the AMX crash and how it is avoided."""
+    title = "llama.cpp's CPU kernels"
+    if not profile.system_info:
+        return Check("cpu", title, "skip", "llama.cpp could not be asked what it was built with.")
+    features = ", ".join(profile.cpu_features) or "no SIMD extensions reported"
+    detail = f"{profile.cpu_model}: llama.cpp uses {features}."
+    if profile.amx_risk:
+        return Check(
+            "cpu",
+            title,
+            "warn",
+            f"{detail} Its Intel AMX kernels crash on this CPU ({AMX_ISSUE}), so every model "
+            "is loaded without extra buffer types (no weight repacking): safe, slower prefill.",
+            f"Rebuild llama.cpp without the AMX kernels to get repacking back: `{AMX_REBUILD}`.",
+        )
+    return Check("cpu", title, "ok", detail)
 
 
 def check_nvml(profile: MachineProfile) -> Check:
@@ -241,13 +268,17 @@ def run_checks(
     *,
     qt_check: Callable[[], Check] = check_qt_libs,
     rpc_check: Callable[[], Check] = check_rpc,
+    extra: Sequence[Check] = (),
 ) -> list[Check]:
-    """Every check, in the order a user should read them."""
+    """Every check, in the order a user should read them; ``extra`` ones (from layers above
+    this one, such as the engine's crash history) come last."""
     return [
         check_emulation(profile),
         check_gpu_backend(profile),
+        check_cpu(profile),
         check_nvml(profile),
         check_disk(models_dir),
         qt_check(),
         rpc_check(),
+        *extra,
     ]

@@ -69,6 +69,11 @@ class MachineProfile:
     os_version: str = ""
     name: str | None = None  # reference machine name, or None for a probed one
     unknowns: dict[str, str] = field(default_factory=dict)  # field -> reason
+    #: llama.cpp's own report (``llama_print_system_info()``), the instruction sets its CPU
+    #: backend uses (``cpufeatures.REPORTED``), and why extra buffer types are off, if they are.
+    system_info: str = ""
+    cpu_features: tuple[str, ...] = ()
+    amx_risk: str | None = None
 
     @property
     def unified(self) -> bool:
@@ -102,5 +107,6 @@ class MachineProfile:
             MemoryPool(**{**p, "notes": tuple(p.get("notes", ()))}) for p in d.get("pools", ())
         )
         d["gpus"] = tuple(GPUInfo(**g) for g in d.get("gpus", ()))
+        d["cpu_features"] = tuple(d.get("cpu_features", ()))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

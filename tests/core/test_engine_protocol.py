@@ -9,7 +9,7 @@ import pytest
 
 from launcher.engine import EngineParams, Sampling
 from launcher.engine.host import _split_stop, transcript
-from launcher.engine.logparse import crash_cause, load_failure_message, parse_buffers
+from launcher.engine.logparse import load_failure_message, parse_buffers
 from launcher.engine.protocol import decode, encode
 from launcher.errors import EngineError
 
@@ -66,13 +66,6 @@ def test_load_failures_say_what_to_do(line: str, expect: str) -> None:
     assert "x.gguf" in msg
     assert expect in msg
     assert any(w in msg for w in ("Download", "download", "Lower", "Update"))
-
-
-def test_crash_causes_name_the_likely_reason() -> None:
-    assert "SIGKILL" in crash_cause(-9, ["llama_decode: ..."])
-    assert "GGML_ASSERT" in crash_cause(-6, ["ggml.c:123: GGML_ASSERT(x) failed"])
-    assert "out of memory" in crash_cause(-6, ["CUDA error: out of memory"])
-    assert "exit code 3" in crash_cause(3, [])
 
 
 def test_protocol_round_trip_and_rejects_malformed_messages() -> None:
