@@ -17,6 +17,7 @@ from typing import Any
 from launcher.commands.chat import (
     add_engine_args,
     calibration_store,
+    crash_history,
     load_settings,
     resolve_model,
 )
@@ -60,7 +61,7 @@ def run_bench(client: EngineClient, prompt: str, tokens: int) -> ReplyFinished:
 def handler(args: argparse.Namespace) -> int:
     path = resolve_model(args.model)
     params, memory_plan = load_settings(path, args)
-    with EngineClient(calibration=calibration_store()) as client:
+    with EngineClient(calibration=calibration_store(), crash_history=crash_history()) as client:
         loaded = client.load(path, params, plan=memory_plan)
         done = run_bench(client, args.prompt, args.tokens)
         rss, gpu = client.memory()

@@ -28,6 +28,7 @@ from launcher.engine import (
     Sampling,
     Token,
 )
+from launcher.engine.crashes import CrashHistory, safe_settings
 from launcher.errors import ModelLoadError, RemoteEngineError
 from launcher.paths import AppPaths
 
@@ -59,6 +60,12 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT,...",
         help="also use these llama.cpp rpc-servers' memory (see `spark-launcher rpc check`)",
     )
+    p.add_argument(
+        "--safe",
+        action="store_true",
+        help="load with safe settings (no extra buffer types, no mmap, half the threads, CPU "
+        "only), as offered after a model crashed twice in a row",
+    )
 
 
 def params_from_args(args: argparse.Namespace) -> EngineParams:
@@ -86,6 +93,15 @@ def load_settings(path: Path, args: argparse.Namespace) -> tuple[EngineParams, A
     for calibration. Any failure to plan falls back to the CPU.
     """
     params = params_from_args(args)
+    if getattr(args, "safe", False):
+        record = crash_history().get(str(path))
+        params, changes = safe_settings(params.resolved(), record.kind if record else "unknown")
+        print(
+            "Safe settings: " + ("; ".join(changes) or "nothing left to change"),
+            file=sys.stderr,
+            flush=True,
+        )
+        return params, None
     if getattr(args, "rpc", None):
         from launcher.rpc import load_settings_with_rpc
 
@@ -111,6 +127,11 @@ def load_settings(path: Path, args: argparse.Namespace) -> tuple[EngineParams, A
     except Exception:  # planning is a convenience here, never a reason not to chat
         return params, None
     return dataclasses.replace(params, n_gpu_layers=memory_plan.n_gpu_layers), memory_plan
+
+
+def crash_history() -> CrashHistory:
+    """The user's crash history, shared with the app: a second crash offers safe settings."""
+    return CrashHistory(AppPaths.default().crashes_file)
 
 
 def calibration_store() -> Any:
@@ -217,7 +238,7 @@ def handler(args: argparse.Namespace) -> int:
     client: Any = (
         RemoteEngineClient(read_timeout_s=600)
         if remote
-        else EngineClient(calibration=calibration_store())
+        else EngineClient(calibration=calibration_store(), crash_history=crash_history())
     )
     with client:
         loaded = client.load(
@@ -269,6 +290,17 @@ def handler(args: argparse.Namespace) -> int:
                 finally:
                     interrupts.replying = False
                 if not client.is_loaded:  # the host crashed: load again to go on
+                    crash = client.last_crash
+                    if crash is not None and crash.safe_params is not None:
+                        # The second crash in a row: not the same settings a third time.
+                        params, memory_plan = crash.safe_params, None
+                        print(
+                            "It crashed again: loading with safe settings ("
+                            + "; ".join(crash.safe_changes)
+                            + ").",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     client.load(path, params, plan=memory_plan)
         finally:
             signal.signal(signal.SIGINT, previous)

@@ -105,3 +105,50 @@ def test_ctrl_c_stops_a_reply_and_a_second_quits(gemma_path: Path, app_home: Pat
             t.join(timeout=10)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             stream.close()
+
+
+def test_chat_after_a_second_crash_reloads_with_safe_settings_and_goes_on(
+    gemma_path: Path,
+    app_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from launcher.engine.host import FAULT_ENV, SEGV_WITH_EXTRA_BUFFERS
+
+    # Every host with extra buffer types dies at its first decode, the way the AMX kernels
+    # do: the first reload is the same settings, the second must not be.
+    monkeypatch.setenv(FAULT_ENV, SEGV_WITH_EXTRA_BUFFERS)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("one\ntwo\nthree\n"))
+    args = ["chat", str(gemma_path), "--temperature", "0", "--max-tokens", "4", "--json", *FAST]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("The model stopped unexpectedly") == 2
+    assert "segmentation fault" in captured.err
+    assert "It crashed again: loading with safe settings (no extra buffer types" in captured.err
+    replies = [json.loads(line) for line in captured.out.splitlines() if line]
+    assert len(replies) == 1 and replies[0]["metrics"]["generated_tokens"] > 0
+    # The crashes were counted where the app and the doctor read them, and the reply
+    # with safe settings ended the streak.
+    out = subprocess.run(
+        [sys.executable, "-m", "launcher", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SPARK_LAUNCHER_HOME": str(app_home)},
+        timeout=120,
+    )
+    crashes = next(c for c in json.loads(out.stdout) if c["id"] == "crashes")
+    assert crashes["status"] == "ok"
+
+
+def test_chat_safe_flag_names_each_change(
+    gemma_path: Path,
+    app_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Hi\n"))
+    args = ["chat", str(gemma_path), "--max-tokens", "2", "--json", "--safe", "--ctx", "512"]
+    assert main([*args, "--threads", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "Safe settings: no extra buffer types" in err
+    assert "no memory-mapping" in err and "1 threads instead of 2" in err
