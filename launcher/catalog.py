@@ -169,7 +169,8 @@ def summary_for(model: CatalogModel, quant: QuantFile) -> ModelSummary:
     layer = blocks // n_layers
     d: dict[str, Any] = {k: v for k, v in a.items() if k not in ("status", "source")}
     n_expert = int(a.get("n_expert") or 0)
-    n_head, n_kv = int(a["n_head"]), int(a["n_head_kv"])
+    # per-layer lists (hybrid models: 0 KV heads on recurrent / FFN-only blocks) -> the widest
+    n_head, n_kv = _widest(a["n_head"]), _widest(a["n_head_kv"])
     hd_k, hd_v = int(a["key_length"]), int(a.get("value_length") or a["key_length"])
     expert_tensor = 0
     if n_expert:
@@ -196,6 +197,10 @@ def summary_for(model: CatalogModel, quant: QuantFile) -> ModelSummary:
         exact=False,
     )
     return ModelSummary.from_json(d)
+
+
+def _widest(value: Any) -> int:
+    return int(max(value)) if isinstance(value, list) and value else int(value or 0)
 
 
 def _as_int(value: Any, what: str) -> int:

@@ -378,7 +378,7 @@ def _recurrent_layers(arch: str, n_layers: int, n_head_kv: Any) -> list[bool]:
         return [True] * n_layers
     if arch in _HYBRID_BY_HEADS and isinstance(n_head_kv, list):
         return [int(x) == 0 for x in _per_layer(n_head_kv, n_layers)]
-    if arch == "qwen3next":
+    if arch in ("qwen3next", "qwen35", "qwen35moe"):  # Gated DeltaNet, full attention every 4th
         return [(il + 1) % 4 != 0 for il in range(n_layers)]
     return []
 

@@ -206,3 +206,49 @@ def test_offline_summary_matches_the_real_header_of_gemma(gemma_path: Path) -> N
             assert a.kv_bytes == b.kv_bytes, (machine, ctx)  # KV is exact from config numbers
             assert a.verdict == b.verdict
             assert a.total_bytes == pytest.approx(b.total_bytes, rel=0.10), (machine, ctx)
+
+
+#: Models people run in late 2026 (issue 19): the catalog must not stop at 2025.
+LATE_2026 = {
+    "qwen3.6-35b-a3b": 10,  # model id -> blocks whose KV cache grows with the context
+    "qwen3-coder-next": 12,
+    "nemotron-3-nano-30b-a3b": 6,
+    "gemma-4-31b": 10,
+    "glm-4.5-air": 46,
+}
+
+
+def test_the_catalog_has_late_2026_models(catalog: Catalog) -> None:
+    assert {m.id for m in catalog} >= set(LATE_2026)
+    assert RAW["updated"] >= "2026-12"
+    for mid in LATE_2026:
+        m = catalog.get(mid)
+        assert m.capabilities and m.quants, mid
+
+
+@pytest.mark.parametrize("mid", sorted(LATE_2026))
+def test_new_architectures_plan_their_caches_by_layer_kind(catalog: Catalog, mid: str) -> None:
+    """Hybrid models (Gated DeltaNet, Mamba-2) and sliding-window models grow their KV cache
+    only on their full-attention blocks; the rest hold a fixed state or a fixed window."""
+    from launcher.estimate import layer_kv_bytes
+
+    summary = next(c.summary for c in catalog.candidates() if c.model.id == mid)
+    short, long = layer_kv_bytes(summary, 16384), layer_kv_bytes(summary, 32768)
+    growing = [il for il in range(summary.n_layers) if long[il] > short[il]]
+    assert len(growing) == LATE_2026[mid]
+    assert all(long[il] == 2 * short[il] for il in growing)  # full attention: linear in ctx
+    fixed = [long[il] for il in range(summary.n_layers) if il not in growing]
+    if summary.recurrent_layers and any(summary.recurrent_layers):
+        assert max(fixed) < GiB // 8  # recurrent state: small and independent of the context
+
+
+def test_qwen35_headers_are_hybrid_like_qwen3next() -> None:
+    """A Qwen3.5 / 3.6 GGUF header (architecture qwen35moe / qwen35) has no per-layer KV head
+    list: every 4th block is full attention, the others Gated DeltaNet, as in qwen3next."""
+    from launcher.estimate import ModelSummary
+
+    base = {k: v for k, v in next(m for m in RAW["models"] if m["id"] == "qwen3.6-35b-a3b")[
+        "summary"].items() if k not in ("recurrent_layers", "status", "source")}  # fmt: skip
+    for arch in ("qwen35moe", "qwen35", "qwen3next"):
+        s = ModelSummary.from_json({**base, "architecture": arch, "layer_bytes_total": 1})
+        assert [il for il in range(40) if not s.is_recurrent(il)] == list(range(3, 40, 4))
