@@ -210,6 +210,7 @@ def test_offline_summary_matches_the_real_header_of_gemma(gemma_path: Path) -> N
 
 #: Models people run in late 2026 (issue 19): the catalog must not stop at 2025.
 LATE_2026 = {
+    "qwen3.6-27b": 16,
     "qwen3.6-35b-a3b": 10,  # model id -> blocks whose KV cache grows with the context
     "qwen3-coder-next": 12,
     "nemotron-3-nano-30b-a3b": 6,
