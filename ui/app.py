@@ -31,8 +31,16 @@ from launcher.settings import Settings, load_settings, save_settings
 from ui.main_window import MainWindow
 from ui.models.chat_session import ChatSession
 from ui.models.library import DownloadModel, LocalModelModel
-from ui.models.rows import CandidateRow, DownloadRow, candidate_from, check_from, local_model_from
-from ui.theme import apply_theme
+from ui.models.rows import (
+    CandidateRow,
+    DownloadRow,
+    candidate_from,
+    check_from,
+    local_model_from,
+    set_aside_from,
+)
+from ui.models.wording import plural
+from ui.theme import apply_theme, fmt_bytes
 from ui.views.chat import ChatView
 from ui.views.discover import DiscoverView
 from ui.views.doctor import DoctorView
@@ -239,7 +247,12 @@ class AppContext(QObject):
             starter_available=starter_available(),
         )
         self.library_view = LibraryView(
-            self.local_models, self.downloads, str(self.settings.models_path(paths))
+            self.local_models,
+            self.downloads,
+            str(self.settings.models_path(paths)),
+            is_loaded=lambda path: (
+                self.session.host is not None and self.session.model_path == path
+            ),
         )
         self.chat = ChatView(self.session, self.local_models)
         self.doctor = DoctorView(self.settings, str(paths.models_dir))
@@ -288,6 +301,7 @@ class AppContext(QObject):
             engine = self._engine_factory()
         else:
             from launcher.engine import EngineClient
+            from launcher.engine.crashes import CrashHistory
 
             log_dir = self.paths.cache_dir / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
@@ -295,6 +309,7 @@ class AppContext(QObject):
             # "calibrated" by what it really did.
             client = EngineClient(
                 log_dir=log_dir,
+                crash_history=CrashHistory(self.paths.crashes_file),
                 calibration=self._calibration(),
                 machine_key=self._machine_key(),
             )
@@ -345,12 +360,18 @@ class AppContext(QObject):
         d.download_requested.connect(self.start_download)
         d.chat_requested.connect(self.open_chat)
         d.starter_requested.connect(self.install_starter)
+        self.chat.recommended_download_requested.connect(self.get_recommended_model)
+        # Window-wide keys for the chat (the window itself has Ctrl+1..6 and Ctrl+Q).
+        w = self.window
+        w.add_shortcut("Ctrl+N", lambda: (w.show_view("chat"), self.chat.new_chat()))
+        w.add_shortcut("Ctrl+L", lambda: (w.show_view("chat"), self.chat.focus_input()))
         d.candidate_hovered.connect(self._on_candidate_hovered)
         d.expand_requested.connect(self.expand_repo)
         lib = self.library_view
         lib.chat_requested.connect(self.open_chat)
         lib.rescan_requested.connect(self.scan_library)
         lib.delete_requested.connect(self.delete_model)
+        lib.delete_set_aside_requested.connect(self.delete_set_aside)
         lib.import_requested.connect(self.import_model)
         lib.pause_requested.connect(lambda i: self._download_call("pause", i))
         lib.resume_requested.connect(lambda i: self._download_call("resume", i))
@@ -450,12 +471,43 @@ class AppContext(QObject):
 
     def _on_recommendations(self, rows: list[CandidateRow]) -> None:
         self._candidates = rows
+        fits = plural(sum(r.verdict != "no_fit" for r in rows), "catalog model")
         self.discover.set_candidates(
             rows,
-            f"{sum(r.verdict != 'no_fit' for r in rows)} catalog models fit this machine "
+            f"{fits} {'fits' if fits.startswith('1 ') else 'fit'} this machine "
             "(offline catalog; estimates from each file's header).",
         )
         self._update_candidate_states()
+        self._show_recommended()
+
+    def recommended_model(self) -> CandidateRow | None:
+        """The best-ranked catalog file that fits this machine: what the starter points to."""
+        return next(
+            (r for r in self._candidates if r.verdict != "no_fit" and r.repo and r.filename),
+            None,
+        )
+
+    def _show_recommended(self) -> None:
+        row = self.recommended_model()
+        label = "" if row is None else f"{row.name} {row.quant} ({fmt_bytes(row.size_bytes)})"
+        self.discover.set_recommended(row, label)
+        self.chat.set_recommendation(label)
+
+    def get_recommended_model(self) -> None:
+        """Download (or, when on disk, chat with) the recommended model: Discover's button."""
+        row = self.recommended_model()
+        if row is None:
+            self.window.show_view("discover")
+            return
+        action, path = self.discover.model.action_for(row)
+        if action == "chat":
+            self.open_chat(str(path))
+            if self.session.model_path != path:
+                self.session.load_model(str(path))  # in place of the starter
+        elif action == "downloading":
+            self.window.show_view("library")
+        else:
+            self.discover.trigger(row)  # the same path as Discover's Download button
 
     def search_hub(self, query: str) -> None:
         self.discover.set_busy(f"Searching Hugging Face for “{query}”…")
@@ -483,9 +535,11 @@ class AppContext(QObject):
         self.network_tasks.submit(
             work,
             lambda rows: self.discover.set_candidates(
-                rows, f"{len(rows)} repositories on Hugging Face. Pick one to see its files."
+                rows,
+                f"{plural(len(rows), 'repository', 'repositories')} on Hugging Face. "
+                "Pick one to see its files.",
             ),
-            self.discover.set_busy,
+            lambda message: self.discover.show_search_failed(query, message),
         )
 
     def expand_repo(self, row: CandidateRow) -> None:
@@ -507,7 +561,7 @@ class AppContext(QObject):
                 return  # the list changed meanwhile (another search)
             rows[at : at + 1] = files
             self.discover.set_candidates(
-                rows, f"{row.repo}: {len(files)} GGUF files, planned for this machine."
+                rows, f"{row.repo}: {plural(len(files), 'GGUF file')}, planned for this machine."
             )
             self._update_candidate_states()
             if files:
@@ -545,7 +599,13 @@ class AppContext(QObject):
         def work() -> list[Any]:
             return [local_model_from(m) for m in self._library_obj().scan()]
 
+        def set_aside() -> list[Any]:
+            return [set_aside_from(f) for f in self._library_obj().set_aside_files()]
+
         self.library_tasks.submit(work, self._on_library, self.library_view.show_message)
+        self.library_tasks.submit(
+            set_aside, self.library_view.set_aside.set_rows, self.library_view.show_message
+        )
 
     def _on_library(self, rows: list[Any]) -> None:
         self._library_rows = list(rows)
@@ -553,12 +613,28 @@ class AppContext(QObject):
         self._update_candidate_states()
 
     def delete_model(self, path: str) -> None:
+        """Delete a model the user confirmed; a loaded one is unloaded first."""
+        if self.session.host is not None and self.session.model_path == path:
+            self.session.unload_model()
+
         def work() -> str:
             lib = self._library_obj()
             model = lib.find(path)
             if model is None:
                 return "That model is no longer on disk."
             return str(lib.delete(model).message)
+
+        def done(message: str) -> None:
+            self.library_view.show_message(message)
+            self.scan_library()
+
+        self.library_tasks.submit(work, done, self.library_view.show_message)
+
+    def delete_set_aside(self, path: str) -> None:
+        """Delete a download set aside after failing verification (the user confirmed)."""
+
+        def work() -> str:
+            return str(self._library_obj().delete_set_aside(path).message)
 
         def done(message: str) -> None:
             self.library_view.show_message(message)
@@ -731,7 +807,9 @@ class AppContext(QObject):
             remote = store.make(name, url, api_key or None)
             count = len(list_models(remote))
             store.save(remote)
-            return f"Saved {remote.name} ({remote.base_url}): {count} model(s) to chat with."
+            return (
+                f"Saved {remote.name} ({remote.base_url}): {plural(count, 'model')} to chat with."
+            )
 
         def done(message: str) -> None:
             self.doctor.remotes.show_message(message)
@@ -762,9 +840,12 @@ class AppContext(QObject):
         models_dir = self.settings.models_path(self.paths)
 
         def work() -> list[Any]:
+            from launcher.engine.crashes import CrashHistory, crash_check
             from launcher.hardware.doctor import run_checks
 
-            return [check_from(c) for c in run_checks(profile, models_dir)]
+            history = CrashHistory(self.paths.crashes_file)
+            checks = run_checks(profile, models_dir, extra=[crash_check(history)])
+            return [check_from(c) for c in checks]
 
         self.local_tasks.submit(work, self.doctor.set_checks, self.doctor.set_checks_error)
 

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from launcher.errors import LauncherError
+from launcher.engine.events import HostCrashed
+from launcher.errors import LauncherError, ModelLoadError
 
 # At most this many token batches per second cross to the GUI thread.
 TOKEN_BATCH_INTERVAL_S = 1 / 30
@@ -66,6 +67,9 @@ class ModelHostWorker(QObject):
     memory_measured = Signal(object)  # bytes the model host holds (RSS + GPU), after a reply
     failed = Signal(str)  # a load or chat error, as the message to show
     crashed = Signal(str)  # the model host process died; the message says why
+    # The same model died twice in a row at one stage: the HostCrashed event, whose
+    # safe_params the user can load with in one click (launcher/engine/crashes.py).
+    safe_settings_offered = Signal(object)
     unloaded = Signal()
 
     def __init__(self, engine: EngineLike) -> None:
@@ -111,6 +115,7 @@ class ModelHostWorker(QObject):
                     self.reply_finished.emit(event)
                 elif kind == "HostCrashed":
                     self.crashed.emit(_crash_message(event))
+                    self._offer_safe_settings(event)
                     return
         except Exception as exc:
             if pending:
@@ -143,6 +148,12 @@ class ModelHostWorker(QObject):
             if not isinstance(exc, LauncherError):
                 traceback.print_exception(exc)
             self.failed.emit(user_message(exc))
+        if isinstance(exc, ModelLoadError):  # the host died while loading
+            self._offer_safe_settings(exc.crash)
+
+    def _offer_safe_settings(self, crash: object) -> None:
+        if isinstance(crash, HostCrashed) and crash.safe_params is not None:
+            self.safe_settings_offered.emit(crash)
 
 
 def _crash_message(event: object) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from launcher.chats import ChatMessage, ChatStore, ChatStoreError, Conversation, ConversationSummary
+from launcher.engine.events import EngineParams, HostCrashed
 from ui.workers import ModelHost
 
 SAVE_INTERVAL_S = 2.0
@@ -72,6 +73,9 @@ class ChatSession(QObject):
     model_loaded = Signal(str, object)  # model path, Loaded info (for the gauge)
     model_unloaded = Signal(str)  # model path
     error_reported = Signal(str)  # a message for the status line (load errors, ...)
+    # The model crashed twice in a row: what happened and the safe settings on offer
+    # (empty when the offer is withdrawn: another model, or loaded with them).
+    safe_settings_offered = Signal(str)
 
     def __init__(
         self,
@@ -96,6 +100,7 @@ class ChatSession(QObject):
         self._reply: ChatMessage | None = None
         self._memory_bytes: int | None = None  # the host's footprint after the last reply
         self._last_save = 0.0
+        self.safe_offer: HostCrashed | None = None  # the crash whose safe settings are offered
 
     # ------------------------------------------------------------------ conversations
     def _new_conversation(self) -> Conversation:
@@ -162,12 +167,18 @@ class ChatSession(QObject):
         self.state = state
         self.model_state_changed.emit(state, self.model_name)
 
-    def load_model(self, path: str) -> None:
-        """Start loading ``path`` (unloading the current model first)."""
+    def load_model(self, path: str, params: EngineParams | None = None) -> None:
+        """Start loading ``path`` (unloading the current model first), with its plan or with
+        explicit ``params`` (the safe settings after repeated crashes)."""
         if self.host is not None:
             self.unload_model()
+        if self.safe_offer is not None and (params is not None or path != self.model_path):
+            self.safe_offer = None
+            self.safe_settings_offered.emit("")
         self.model_path = path
-        self.plan = self._plan_for(path) if self._plan_for else None
+        self.plan = (
+            params if params is not None else (self._plan_for(path) if self._plan_for else None)
+        )
         host = self._host_factory()
         # Bound methods of this QObject: Qt queues them to the GUI thread.
         host.worker.load_progress.connect(self._on_load_progress)
@@ -177,6 +188,7 @@ class ChatSession(QObject):
         host.worker.reply_finished.connect(self._on_reply_finished)
         host.worker.failed.connect(self._on_failed)
         host.worker.crashed.connect(self._on_crashed)
+        host.worker.safe_settings_offered.connect(self._on_safe_settings_offered)
         self.host = host
         self._memory_bytes = None
         self._set_state("loading")
@@ -315,6 +327,24 @@ class ChatSession(QObject):
         if path:
             self.model_unloaded.emit(path)
         self._set_state("unloaded")
+
+    def _on_safe_settings_offered(self, crash: HostCrashed) -> None:
+        if self.host is not None and self.sender() is not self.host.worker:
+            return  # from a host that was replaced (a crashed host is already let go)
+        self.safe_offer = crash
+        stage = "loading" if crash.stage == "load" else "generating"
+        self.safe_settings_offered.emit(
+            f"{Path(crash.model_path).name or self.model_name} crashed {crash.repeats} times in "
+            f"a row while {stage}. Safe settings: {'; '.join(crash.safe_changes)}."
+        )
+
+    def load_with_safe_settings(self) -> bool:
+        """Load the crashed model again with the offered safe settings; False without one."""
+        offer = self.safe_offer
+        if offer is None or offer.safe_params is None:
+            return False
+        self.load_model(offer.model_path or self.model_path or "", offer.safe_params)
+        return True
 
     def _add_error(self, message: str) -> None:
         msg = self.conversation.add("error", message)

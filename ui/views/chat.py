@@ -1,16 +1,23 @@
 """``ChatView``: conversations on the left; model picker, transcript and input on the right.
 
 It renders a ``ChatSession`` and forwards the user's actions to it; it holds no chat logic.
-Keyboard: Enter sends, Shift+Enter starts a new line, Esc stops the reply (anywhere in the
-view). Under each reply: its metrics and the estimate the model was checked against.
+Keyboard: Enter sends, Shift+Enter starts a new line, Esc stops the reply (wherever the focus
+is in the window, while one streams), Ctrl+R asks again; the window adds Ctrl+N (new chat) and
+Ctrl+L (the message box). Under each reply: its metrics and the estimate the model was checked
+against. A model with no chat template (the bundled starter) gets a note above the transcript
+saying what it is, with a button to the model recommended for this machine.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -28,11 +35,37 @@ from ui.models.chat_session import ChatSession
 from ui.models.conversations import ConversationListModel
 from ui.models.library import LocalModelModel, LocalModelRole
 from ui.widgets.chat_input import ChatInput
+from ui.widgets.elided_label import ElidedLabel
 from ui.widgets.transcript import TranscriptView
+
+# Below this many parameters a model is a toy: say so plainly.
+TINY_PARAMS = 1_000_000_000
+
+
+def base_model_note(name: str, n_params: int | None, recommendation: str) -> str:
+    """The note shown above the transcript when the loaded model has no chat template."""
+    tiny = n_params is not None and 0 < n_params < TINY_PARAMS
+    what = (
+        f"a tiny test model ({n_params / 1e9:.2f} B parameters)"
+        if tiny and n_params
+        else "a base model"
+    )
+    where = (
+        f"For real chats, download {recommendation}, the model recommended for this machine."
+        if recommendation
+        else "For real chats, pick a chat model that fits this machine in Discover."
+    )
+    return (
+        f"<b>{name} is {what} with no chat template.</b> It continues your text instead of "
+        f"answering it, so its replies mostly echo the prompt: it is here to check that the app "
+        f"works. {where}"
+    )
 
 
 class ChatView(QWidget):
     """The chat pane."""
+
+    recommended_download_requested = Signal()  # the note's button: get the recommended model
 
     def __init__(
         self,
@@ -63,14 +96,19 @@ class ChatView(QWidget):
         # ---- right: model bar
         self.model_picker = QComboBox()
         self.model_picker.setModel(local_models)
-        self.model_picker.setMinimumWidth(260)
+        self.model_picker.setMinimumWidth(200)
+        self.model_picker.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.model_picker.setMinimumContentsLength(16)
         self.model_picker.setPlaceholderText("No models yet (see Discover)")
         self.load_button = QPushButton("Load")
         self.load_progress = QProgressBar()
         self.load_progress.setRange(0, 100)
         self.load_progress.setMaximumWidth(120)
         self.load_progress.setVisible(False)
-        self.model_status = QLabel("No model loaded")
+        # Elided: a long model name or error must not widen the window.
+        self.model_status = ElidedLabel("No model loaded", mode=Qt.TextElideMode.ElideRight)
         self.model_status.setProperty("role", "hint")
         self.preset_picker = QComboBox()
         self.preset_picker.addItems(list(SAMPLING_PRESETS))
@@ -84,6 +122,11 @@ class ChatView(QWidget):
         bar.addWidget(self.load_button)
         bar.addWidget(self.load_progress)
         bar.addWidget(self.model_status, 1)
+        # Offered after a model crashed twice in a row (launcher/engine/crashes.py).
+        self.safe_button = QPushButton("Load with safe settings")
+        self.safe_button.setVisible(False)
+        self.safe_button.clicked.connect(session.load_with_safe_settings)
+        bar.addWidget(self.safe_button)
         bar.addWidget(QLabel("Preset:"))
         bar.addWidget(self.preset_picker)
         bar.addWidget(self.system_toggle)
@@ -92,6 +135,24 @@ class ChatView(QWidget):
         self.system_prompt.setMaximumHeight(80)
         self.system_prompt.setVisible(False)
         self.system_prompt.setPlaceholderText("System prompt sent before the conversation")
+
+        # ---- note on a model that cannot chat (no chat template: the bundled starter)
+        self.model_note = QLabel("")
+        self.model_note.setWordWrap(True)
+        self.model_note.setTextFormat(Qt.TextFormat.RichText)
+        self.recommend_button = QPushButton("Download the recommended model")
+        self.recommend_button.setVisible(False)
+        self.model_note_box = QFrame()
+        self.model_note_box.setObjectName("model_note")
+        self.model_note_box.setFrameShape(QFrame.Shape.StyledPanel)
+        note_layout = QHBoxLayout(self.model_note_box)
+        note_layout.setContentsMargins(8, 4, 8, 4)
+        note_layout.addWidget(self.model_note, 1)
+        note_layout.addWidget(self.recommend_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        self.model_note_box.setVisible(False)
+        self._recommendation = ""
+        self._state = "unloaded"
+        self._focus_was_here = False
 
         self.transcript = TranscriptView()
         self.input = ChatInput()
@@ -112,16 +173,21 @@ class ChatView(QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addLayout(bar)
         right_layout.addWidget(self.system_prompt)
+        right_layout.addWidget(self.model_note_box)
         right_layout.addWidget(self.transcript, 1)
         right_layout.addLayout(bottom)
 
-        splitter = QSplitter()
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([220, 900])
+        # The conversation list keeps its width (the user may drag it); the transcript takes
+        # what the window gives or takes.
+        self.splitter = QSplitter()
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([220, 900])
         layout = QVBoxLayout(self)
-        layout.addWidget(splitter)
+        layout.addWidget(self.splitter)
 
         # ---- wiring: view -> session
         self.new_button.clicked.connect(session.new_conversation)
@@ -132,9 +198,7 @@ class ChatView(QWidget):
         self.input.send_requested.connect(self._on_send)
         self.input.stop_requested.connect(session.stop)
         self.stop_button.clicked.connect(session.stop)
-        self.regenerate_button.clicked.connect(
-            lambda: (self._flush_system_prompt(), session.regenerate())
-        )
+        self.regenerate_button.clicked.connect(self._on_regenerate)
         self.preset_picker.currentTextChanged.connect(session.set_preset)
         self.system_toggle.toggled.connect(self.system_prompt.setVisible)
         # Saved once typing pauses, not on every keystroke.
@@ -145,9 +209,19 @@ class ChatView(QWidget):
             lambda: session.set_system_prompt(self.system_prompt.toPlainText())
         )
         self.system_prompt.textChanged.connect(self._system_prompt_timer.start)
-        esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
-        esc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        esc.activated.connect(session.stop)
+        self.recommend_button.clicked.connect(self.recommended_download_requested)
+        # Window-wide while this view shows: after a click on Regenerate the focus is on a
+        # button (or nowhere), and Esc must still stop the reply the status line says it stops.
+        # Enabled only while a reply streams, so Esc keeps its usual meaning otherwise.
+        self.stop_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        self.stop_shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        self.stop_shortcut.setEnabled(False)
+        self.stop_shortcut.activated.connect(session.stop)
+        self.regenerate_shortcut = QShortcut(QKeySequence("Ctrl+R"), self)
+        self.regenerate_shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        self.regenerate_shortcut.activated.connect(self._on_regenerate)
+        self.regenerate_button.setToolTip("Ask again (Ctrl+R)")
+        self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
 
         # ---- wiring: session -> view
         session.conversation_changed.connect(self._show_conversation)
@@ -160,12 +234,39 @@ class ChatView(QWidget):
         session.model_state_changed.connect(self._on_model_state)
         session.load_progressed.connect(lambda f: self.load_progress.setValue(int(f * 100)))
         session.error_reported.connect(self.show_error)
+        session.safe_settings_offered.connect(self._on_safe_settings_offered)
 
         self.conversations.set_items(session.list_conversations())
         self._show_conversation(session.conversation)
         self._on_model_state(session.state, session.model_name)
 
+    def _on_safe_settings_offered(self, message: str) -> None:
+        """Show (or, with an empty message, hide) the one-click safe-settings reload."""
+        self.safe_button.setVisible(bool(message))
+        self.safe_button.setToolTip(message)
+        if message:
+            self.show_error(message)
+
     # ------------------------------------------------------------------ actions
+    def new_chat(self) -> None:
+        """Start a new conversation and put the cursor in the message box (Ctrl+N)."""
+        self.session.new_conversation()
+        self.focus_input()
+
+    def focus_input(self) -> None:
+        """Put the keyboard focus in the message box (Ctrl+L)."""
+        self.input.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def set_recommendation(self, label: str) -> None:
+        """Name the model recommended for this machine (offered when a model cannot chat)."""
+        self._recommendation = label
+        self.recommend_button.setText(f"Download {label}" if label else "")
+        self._render_model_note()
+
+    def _on_regenerate(self) -> None:
+        self._flush_system_prompt()
+        self.session.regenerate()
+
     def select_model(self, path: str) -> bool:
         """Pick the model at ``path`` in the picker (True when it is in the library)."""
         for row in range(self.local_models.rowCount()):
@@ -231,6 +332,20 @@ class ChatView(QWidget):
             self.conversation_list.setCurrentIndex(self.conversations.index(row))
 
     def _on_model_state(self, state: str, name: str) -> None:
+        previous, self._state = self._state, state
+        focus = QApplication.focusWidget()
+        in_view = focus is None or self.isAncestorOf(focus)
+        if state == "busy" and previous != "busy":
+            # Noted before the buttons turn off: a disabled button hands its focus on to
+            # whatever comes next, perhaps outside this view.
+            self._focus_was_here = in_view
+        # Typing goes on where it makes sense: once a model is loaded (the starter opens this
+        # view and loads it), and after a reply that started from this view.
+        keep_typing = self.isVisible() and (
+            (previous == "loading" and state == "ready")
+            or (previous == "busy" and state == "ready" and (in_view or self._focus_was_here))
+        )
+        self.stop_shortcut.setEnabled(state == "busy")
         self.load_progress.setVisible(state == "loading")
         if state == "loading":
             self.load_progress.setValue(0)
@@ -247,6 +362,26 @@ class ChatView(QWidget):
                 "busy": f"{name} is replying… (Esc stops)",
             }.get(state, state)
         )
+        self._render_model_note()
+        if keep_typing:
+            self.focus_input()
+
+    def _render_model_note(self) -> None:
+        """Say plainly when the loaded model cannot chat (no chat template)."""
+        loaded: Any = self.session.loaded if self._state in ("ready", "busy") else None
+        # Only a model that reports it has no template: an engine that does not say (or a
+        # remote server, which applies its own) gets no note.
+        no_template = loaded is not None and getattr(loaded, "chat_template", "") is None
+        self.model_note_box.setVisible(no_template)
+        if no_template:
+            self.model_note.setText(
+                base_model_note(
+                    self.session.model_name,
+                    getattr(loaded, "n_params", None),
+                    self._recommendation,
+                )
+            )
+        self.recommend_button.setVisible(no_template and bool(self._recommendation))
 
     def show_error(self, message: str) -> None:
         self.model_status.setText(message)
