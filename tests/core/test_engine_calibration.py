@@ -8,7 +8,7 @@ from typing import Any
 
 from launcher.calibration import CalibrationStore, machine_key
 from launcher.engine import EngineClient, EngineParams, ReplyFinished, Sampling
-from launcher.engine.calibrate import model_key
+from launcher.engine.calibrate import MIN_CONDITIONS_S, model_key
 from launcher.estimate import ModelSummary, plan
 from launcher.gguf.reader import read_model
 from launcher.hardware import probe
@@ -55,6 +55,12 @@ def test_a_planned_load_and_its_replies_make_the_estimate_measured(
         r["measured"]["decode_tokens_per_s"] for r in runs if "decode_tokens_per_s" in r["measured"]
     ]
     assert decode == [done.metrics.decode_tokens_per_s]
+    # the reply is filed with the machine's load while it ran (other processes' CPU share),
+    # so a run measured during a build can be discounted later
+    (reply,) = [r for r in runs if "decode_tokens_per_s" in r["measured"]]
+    if done.metrics.total_s >= MIN_CONDITIONS_S * 1.5:  # long enough for CPU-time counters
+        assert 0.0 <= reply["conditions"]["other_cpu_share"] <= 1.0
+        assert reply["conditions"]["cpu_count"] >= 1
     # The estimator now quotes what was measured on this machine with these settings.
     again = plan(summary, machine, ctx=1024, flash_attn=False, calibration=store)
     assert again.speed.basis == "measured"
