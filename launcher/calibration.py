@@ -15,8 +15,8 @@ machine can go. So one run must not rewrite every estimate:
 
 - each reply is recorded with the machine's load during it (``conditions``: the share of CPU
   time other processes used, the load average; :mod:`launcher.engine.calibrate` measures it).
-  Runs measured under contention (:data:`CONTENDED_CPU_SHARE`) never calibrate other models,
-  and a model's own runs under contention are quoted only when it has no other run;
+  Runs measured under contention (:data:`CONTENDED_CPU_SHARE`) are kept but never used: not
+  for other models, not for the model itself (its speed then stays estimated or calibrated);
 - the statistic is the upper median of the per-run ratios (:func:`robust_center`): a slow
   outlier among several runs does not move it, and a later clean run outweighs earlier slow
   ones;
@@ -134,37 +134,31 @@ class CalibrationStore:
     def lookup(
         self, machine_key: str, model_key: str, settings: dict[str, Any]
     ) -> dict[str, float] | None:
-        """Robust centre (:func:`robust_center`) of this model's runs with matching settings:
-        its clean runs, or its contended ones when it has no other; ``None`` without any."""
+        """Robust centre (:func:`robust_center`) of this model's clean runs (not measured under
+        contention) with matching settings; ``None`` without any."""
         found = self._lookup(machine_key, model_key, settings)
         return found[0] if found else None
 
     def _lookup(
         self, machine_key: str, model_key: str, settings: dict[str, Any]
-    ) -> tuple[dict[str, float], int, bool] | None:
-        """(values, runs used, whether they were all measured under contention)."""
+    ) -> tuple[dict[str, float], int] | None:
+        """(values, clean runs the decode speed rests on)."""
         matching = [
             r
             for r in self.runs(machine_key, model_key)
             if _same_settings(r.get("settings", {}), settings)
             and isinstance(r.get("measured"), dict)
+            and not is_contended(r)
         ]
         if not matching:
             return None
         values: dict[str, float] = {}
         counts: dict[str, int] = {}
-        contended: dict[str, bool] = {}
         for k in {k for r in matching for k in r["measured"]}:
-            having = [r for r in matching if _is_number(r["measured"].get(k))]
-            clean = [r for r in having if not is_contended(r)]
-            used = clean or having  # per metric: a load has no speed and no contention
-            if used:
-                values[k] = robust_center([r["measured"][k] for r in used])
-                counts[k], contended[k] = len(used), not clean
-        main = "decode_tokens_per_s"
-        if main in counts:
-            return values, counts[main], contended[main]
-        return values, max(counts.values(), default=0), False
+            xs = [r["measured"][k] for r in matching if _is_number(r["measured"].get(k))]
+            if xs:
+                values[k], counts[k] = robust_center(xs), len(xs)
+        return values, counts.get("decode_tokens_per_s", max(counts.values(), default=0))
 
     def factor(self, machine_key: str, metric: str = "decode_tokens_per_s") -> float | None:
         """Measured / estimated factor for this machine, if enough clean runs were recorded."""
@@ -216,13 +210,12 @@ class CalibrationStore:
         settings = plan.calibration_settings()
         hit = self._lookup(machine_key, model_key, settings)
         if hit and "decode_tokens_per_s" in hit[0]:
-            values, n, contended = hit
-            busy = "; measured while other programs kept the CPU busy" if contended else ""
+            values, n = hit
             return SpeedEstimate(
                 round(values["decode_tokens_per_s"], 2),
                 round(values.get("prefill_tokens_per_s", est.prefill_tokens_per_s), 1),
                 "measured",
-                f"measured on this machine with these settings ({_runs(n)}){busy}",
+                f"measured on this machine with these settings ({_runs(n)})",
                 runs=n,
             )
         decode = self.factor_with_runs(machine_key, "decode_tokens_per_s")

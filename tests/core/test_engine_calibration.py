@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from launcher.calibration import CalibrationStore, machine_key
+from launcher.calibration import CalibrationStore, is_contended, machine_key
 from launcher.engine import EngineClient, EngineParams, ReplyFinished, Sampling
 from launcher.engine.calibrate import MIN_CONDITIONS_S, model_key
 from launcher.estimate import ModelSummary, plan
@@ -61,7 +61,11 @@ def test_a_planned_load_and_its_replies_make_the_estimate_measured(
     if done.metrics.total_s >= MIN_CONDITIONS_S * 1.5:  # long enough for CPU-time counters
         assert 0.0 <= reply["conditions"]["other_cpu_share"] <= 1.0
         assert reply["conditions"]["cpu_count"] >= 1
-    # The estimator now quotes what was measured on this machine with these settings.
+    # The estimator now quotes what was measured on this machine with these settings, unless
+    # the run was measured while other processes kept the CPU busy (shared test machines).
     again = plan(summary, machine, ctx=1024, flash_attn=False, calibration=store)
+    if is_contended(reply):
+        assert again.speed.basis == "estimated"
+        return
     assert again.speed.basis == "measured"
     assert again.speed.decode_tokens_per_s == round(decode[0], 2)
