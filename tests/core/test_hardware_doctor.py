@@ -13,6 +13,7 @@ import pytest
 from launcher.cli import main
 from launcher.hardware import MachineProfile, probe
 from launcher.hardware.adapters import ReplayAdapters
+from launcher.hardware.cpufeatures import llama_cpu_features
 from launcher.hardware.doctor import QT_X11_LIBS, Check, check_disk, check_qt_libs, run_checks
 
 DATA = Path(__file__).parent / "data" / "hardware"
@@ -107,6 +108,9 @@ def test_probe_and_doctor_run_here_from_the_command_line(app_home: Path) -> None
     assert probe_out.returncode == 0, probe_out.stderr
     here = MachineProfile.from_json(json.loads(probe_out.stdout))
     assert here.pools[0].kind == "ram" and here.ram_total > 0
+    # llama.cpp's own report, for a user to paste: its CPU section and the features in it.
+    assert "CPU :" in here.system_info
+    assert here.cpu_features == llama_cpu_features(here.system_info)
 
     doctor_out = subprocess.run(
         [sys.executable, "-m", "launcher", "doctor", "--json"],
@@ -115,8 +119,12 @@ def test_probe_and_doctor_run_here_from_the_command_line(app_home: Path) -> None
         timeout=120,
     )
     checks = {c["id"]: c for c in json.loads(doctor_out.stdout)}
-    assert set(checks) == {"emulation", "gpu_backend", "nvml", "disk", "qt_libs", "rpc"}
+    assert set(checks) == {
+        "emulation", "gpu_backend", "cpu", "nvml", "disk", "qt_libs", "rpc", "crashes"
+    }  # fmt: skip
     assert checks["emulation"]["status"] == "ok"
+    assert checks["cpu"]["status"] in ("ok", "warn")
+    assert all(f in checks["cpu"]["detail"] for f in here.cpu_features)
     assert str(app_home) in checks["disk"]["detail"]  # the models folder under SPARK_LAUNCHER_HOME
     assert doctor_out.returncode == (
         1 if any(c["status"] == "fail" for c in checks.values()) else 0
