@@ -51,7 +51,8 @@ fi
 if [ ! -f "$SRC/CMakeLists.txt" ]; then
     sdist=""
     # The throughput benchmark may already have downloaded the same sdist.
-    for candidate in "$SDIST_DIR/llama_cpp_python-$VERSION.tar.gz" \
+    for candidate in "${XDG_CACHE_HOME:-$HOME/.cache}/spark-launcher/sdist/llama_cpp_python-$VERSION.tar.gz" \
+        "$SDIST_DIR/llama_cpp_python-$VERSION.tar.gz" \
         "$ROOT/.cache/llama-bench/llama_cpp_python-$VERSION.tar.gz"; do
         if [ -f "$candidate" ]; then sdist="$candidate"; break; fi
     done

@@ -73,11 +73,20 @@ if [ -f "$MARKER" ] && [ "$(head -n1 "$MARKER")" = "$TAG" ] && "$PY" -c 'import 
   exit 0
 fi
 CACHE="${SPARK_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spark-launcher/wheels}/$TAG"
+# The sdist is kept (not only the wheel): its vendored llama.cpp has the chat templates and
+# tool-call formats the tests read, and tools/build_llama_tools.sh builds llama-server from it.
+SDIST_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/spark-launcher/sdist"
+SDIST="$SDIST_DIR/llama_cpp_python-$VERSION.tar.gz"
 if ! ls "$CACHE"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  if [ ! -f "$SDIST" ]; then
+    mkdir -p "$SDIST_DIR"
+    "$PY" -m pip download -q --no-deps --no-binary llama-cpp-python -d "$SDIST_DIR.tmp" "llama-cpp-python==$VERSION"
+    mv "$SDIST_DIR.tmp/llama_cpp_python-$VERSION.tar.gz" "$SDIST" && rm -rf "$SDIST_DIR.tmp"
+  fi
   echo "Building llama-cpp-python $VERSION for $BACKEND (a few minutes, once)..."
   mkdir -p "$CACHE.tmp"
   CMAKE_ARGS="$CMAKE" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
-    "$PY" -m pip wheel --no-cache-dir --no-deps --no-binary llama-cpp-python -w "$CACHE.tmp" "llama-cpp-python==$VERSION"
+    "$PY" -m pip wheel --no-cache-dir --no-deps -w "$CACHE.tmp" "$SDIST"
   rm -rf "$CACHE" && mv "$CACHE.tmp" "$CACHE"
 fi
 "$PY" -m pip install -q --force-reinstall --no-deps "$CACHE"/llama_cpp_python-*.whl
