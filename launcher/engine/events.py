@@ -7,6 +7,7 @@ stored by calibration without any llama.cpp or Qt type leaking out.
 Event stream of one reply (``EngineClient.chat`` / ``complete``)::
 
     Token(text) ... Token(text) ReplyFinished(metrics)      normal end, stop or cancel
+    ReasoningToken(text) ... Token(text) ... ToolCall ... ReplyFinished(tool_calls=...)
     Token(text) ... HostCrashed(exit_code, ...)             the host process died
 """
 
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from launcher.errors import HostCrashedError
 
-StopReason = Literal["eos", "stop", "length", "context_full", "cancelled"]
+StopReason = Literal["eos", "stop", "length", "context_full", "cancelled", "tool_calls"]
+ToolChoice = str  # "auto" | "none" | "required" | the name of one tool
 
 PLAIN_COMPLETION = "plain completion (model has no chat template)"
 """``ReplyMetrics.template`` when a model has no chat template and a transcript was completed."""
@@ -142,9 +144,18 @@ class EngineParams:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How tokens are chosen. ``temperature <= 0`` means greedy (deterministic).
+    """How a reply is generated: token choice, constraints, tools. ``temperature <= 0`` means
+    greedy (deterministic).
 
     ``cache_prompt=False`` evaluates the whole prompt again (benchmarks measure prefill).
+    Penalties, ``logit_bias`` (token id, bias) and grammars run in llama.cpp's own sampler
+    chain. ``json_schema`` constrains the reply to JSON valid for it (``{}``: any JSON object,
+    OpenAI's ``json_object``); ``grammar`` is llama.cpp GBNF text. ``tools`` are OpenAI
+    function definitions (``{"name", "description", "parameters"}``) rendered through the
+    model's chat template; ``tool_choice`` is ``auto``, ``none``, ``required`` or a tool's name
+    (the last two enforced by a grammar). ``logprobs``: how many top alternatives to report per
+    generated token (``0``: only the chosen token's log-probability; ``None``: none).
+    ``template_kwargs`` are extra chat-template variables (``enable_thinking``, ...).
     """
 
     max_tokens: int = 512
@@ -157,10 +168,22 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     cache_prompt: bool = True  # reuse the KV of the prompt prefix shared with the last reply
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: int | None = None
+    grammar: str | None = None
+    json_schema: dict[str, Any] | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["stop"] = list(self.stop)
+        d["logit_bias"] = [[int(t), float(b)] for t, b in self.logit_bias]
+        d["tools"] = list(self.tools)
         return d
 
     @classmethod
@@ -169,7 +192,19 @@ class Sampling:
         kwargs = {k: v for k, v in data.items() if k in names}
         if "stop" in kwargs:
             kwargs["stop"] = tuple(str(s) for s in kwargs["stop"] or ())
+        if "logit_bias" in kwargs:
+            kwargs["logit_bias"] = tuple((int(t), float(b)) for t, b in kwargs["logit_bias"] or ())
+        if "tools" in kwargs:
+            kwargs["tools"] = tuple(dict(t) for t in kwargs["tools"] or ())
+        if kwargs.get("template_kwargs") is None:
+            kwargs.pop("template_kwargs", None)
         return cls(**kwargs)
+
+    @property
+    def constrained(self) -> bool:
+        """Whether a grammar shapes the reply (schema, GBNF, or a forced tool call)."""
+        forced = bool(self.tools) and self.tool_choice not in ("auto", "none")
+        return self.grammar is not None or self.json_schema is not None or forced
 
 
 @dataclass(frozen=True)
@@ -240,22 +275,65 @@ class ReplyMetrics:
     # "NAME (URL)" when a remote server generated the reply (``launcher.engine.remote``): every
     # number above was then measured on this side of the network, TTFT and prefill included.
     remote: str | None = None
+    #: Of generated_tokens, those spent reasoning (``ReasoningToken`` text).
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability and the ``top`` alternatives (text, logprob)."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
 class Token:
     """A piece of generated text: one token or more (UTF-8 bytes that span tokens, and fast
-    replies, whose text the host batches to at most 20 pieces a second)."""
+    replies, whose text the host batches to at most 20 pieces a second). ``logprobs`` has one
+    entry per token in it when the request asked for them."""
+
+    text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReasoningToken:
+    """A piece of the model's reasoning (``<think>`` text, harmony's analysis channel): shown
+    folded, never part of the answer."""
 
     text: str
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A call the model made, parsed from its own tool-call syntax. ``arguments`` is JSON text
+    (OpenAI's shape); ``index`` is its position among this reply's calls."""
+
+    id: str
+    name: str
+    arguments: str
+    index: int = 0
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(frozen=True)
 class ReplyFinished:
-    """The reply ended (stop, end of sequence, length, cancel); the model stays loaded."""
+    """The reply ended (stop, end of sequence, length, cancel, tool calls); the model stays
+    loaded. ``text`` is the answer only: reasoning and tool-call markup are in their fields."""
 
     text: str
     metrics: ReplyMetrics
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -286,7 +364,7 @@ class HostCrashed:
         return HostCrashedError(f"The model stopped unexpectedly{code}. {self.likely_cause}")
 
 
-Event = Token | ReplyFinished | HostCrashed
+Event = Token | ReasoningToken | ToolCall | ReplyFinished | HostCrashed
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,11 @@ Host to client::
                   load_s, buffers: [{device, kind, bytes}], system_info, extra_buffers,
                   extra_buffers_reason}
     load_failed  {message, log}
-    token        {text}
-    finished     {text, metrics: {...ReplyMetrics fields except ttft_s}}
+    token        {text, logprobs: [[token, logprob, [[alt, logprob], ...]], ...]}
+    reasoning    {text}
+    tool_call    {index, id, name, arguments}
+    finished     {text, metrics: {...ReplyMetrics fields except ttft_s}, tool_calls: [...],
+                  reasoning, logprobs}
     error        {message}
 """
 
@@ -61,8 +64,16 @@ _SCHEMA: dict[str, dict[str, tuple[type | None, ...]]] = {
         "extra_buffers_reason": (str,),
     },
     "load_failed": {"message": (str,), "log": (list,)},
-    "token": {"text": (str,)},
-    "finished": {"text": (str,), "metrics": (dict,)},
+    "token": {"text": (str,), "logprobs": (list,)},
+    "reasoning": {"text": (str,)},
+    "tool_call": {"index": (int,), "id": (str,), "name": (str,), "arguments": (str,)},
+    "finished": {
+        "text": (str,),
+        "metrics": (dict,),
+        "tool_calls": (list,),
+        "reasoning": (str,),
+        "logprobs": (list,),
+    },
     "error": {"message": (str,)},
 }
 
@@ -78,9 +89,10 @@ _METRICS_SCHEMA: dict[str, tuple[type, ...]] = {
     "template": (str,),
     "total_s": (float, int),
     "cached_tokens": (int,),
+    "reasoning_tokens": (int,),
 }
 
-STOP_REASONS = ("eos", "stop", "length", "context_full", "cancelled")
+STOP_REASONS = ("eos", "stop", "length", "context_full", "cancelled", "tool_calls")
 
 
 def encode(msg_type: str, **fields: Any) -> bytes:
@@ -119,6 +131,8 @@ def validate(msg: Any) -> None:
             _check("finished", name, metrics[name], mtypes)
         if metrics["stop_reason"] not in STOP_REASONS:
             raise EngineError(f"Unknown stop reason {metrics['stop_reason']!r}.")
+        for call in msg["tool_calls"]:
+            validate({"type": "tool_call", **call} if isinstance(call, dict) else None)
     if msg["type"] == "loaded":
         for b in msg["buffers"]:
             if not (
