@@ -54,6 +54,7 @@ from ui.theme import fmt_bytes
 from ui.widgets.compare_chart import ChartPoint, QualitySpeedChart
 from ui.widgets.compare_pane import ComparePane
 from ui.widgets.compare_worker import CompareRunner
+from ui.widgets.elided_label import ElidedLabel
 from ui.workers import TaskRunner
 
 JobFactory = Callable[[CompareRequest], ComparisonJob]
@@ -177,7 +178,8 @@ class CompareView(QWidget):
         # ---- panes
         self.prompt_picker = QComboBox()
         self.prompt_picker.setMinimumWidth(200)
-        self.prompt_text = QLabel("")
+        # One line, elided: a long prompt must not set the window's width.
+        self.prompt_text = ElidedLabel("", mode=Qt.TextElideMode.ElideRight)
         self.prompt_text.setProperty("role", "hint")
         nav = QHBoxLayout()
         nav.addWidget(QLabel("Prompt:"))
@@ -227,7 +229,9 @@ class CompareView(QWidget):
             "csv": QPushButton("CSV…"),
             "json": QPushButton("JSON…"),
         }
-        self.saved_label = QLabel("")
+        # "Saved to /home/…/comparisons/<id>.json": elided in the middle (the tooltip has it
+        # all), so a long path never widens the window past the screen.
+        self.saved_label = ElidedLabel("")
         self.saved_label.setProperty("role", "hint")
         self.open_button = QPushButton("Open saved…")
         export_row = QHBoxLayout()

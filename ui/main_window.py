@@ -3,6 +3,14 @@
 ``MainWindow`` only lays out what it is given: ``ui/app.py`` builds the views and the gauge
 and adds them, so tests can build a window from fakes. Adding a view is one line:
 ``window.add_view("compare", "Compare", CompareView(...))``.
+
+Fit: every view sits in a frameless scroll area, so no view's minimum size can make the
+window larger than the screen (a long path or a tall form scrolls instead of pushing the
+window's buttons off a 1366x768 laptop); the views are laid out so that at 1280x720 none needs
+to scroll (``tests/ui/test_fit_and_keyboard.py``).
+
+Keyboard: Ctrl+1 … Ctrl+9 show the views in sidebar order, Ctrl+Q closes the window (and the
+app); ``add_shortcut`` adds window-wide ones (the app adds Ctrl+N and Ctrl+L for the chat).
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QPaintEvent
+from PySide6.QtGui import QCloseEvent, QKeySequence, QPaintEvent, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -18,12 +26,16 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from ui.theme import STYLE_SHEET
+
+# The smallest the window may get: below this the views would only be scroll bars.
+MINIMUM_SIZE = QSize(760, 480)
 
 
 class MainWindow(QMainWindow):
@@ -42,6 +54,8 @@ class MainWindow(QMainWindow):
         self.setStyleSheet(STYLE_SHEET)
         self._on_close = on_close
         self._keys: list[str] = []
+        self._views: list[QWidget] = []
+        self.setMinimumSize(MINIMUM_SIZE)
         self._painted = False
 
         self.sidebar = QListWidget()
@@ -73,6 +87,14 @@ class MainWindow(QMainWindow):
         outer.addLayout(self._gauge_box)
         self.setCentralWidget(central)
         self.sidebar.currentRowChanged.connect(self._on_row_changed)
+        self.add_shortcut("Ctrl+Q", self.close)
+
+    def add_shortcut(self, keys: str, callback: Callable[[], object]) -> QShortcut:
+        """A shortcut that works wherever the focus is in this window."""
+        shortcut = QShortcut(QKeySequence(keys), self)
+        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        shortcut.activated.connect(callback)
+        return shortcut
 
     def set_gauge(self, gauge: QWidget) -> None:
         """Replace the gauge (the app puts the live one in once the window has painted)."""
@@ -92,8 +114,18 @@ class MainWindow(QMainWindow):
         item = QListWidgetItem(title)
         item.setData(Qt.ItemDataRole.UserRole, key)
         self.sidebar.addItem(item)
-        self.stack.addWidget(widget)
+        page = QScrollArea()
+        page.setObjectName(f"page_{key}")
+        page.setFrameShape(QFrame.Shape.NoFrame)
+        page.setWidgetResizable(True)
+        page.setWidget(widget)
+        self.stack.addWidget(page)
+        self._views.append(widget)
         self._keys.append(key)
+        number = len(self._keys)
+        if number <= 9:
+            item.setToolTip(f"{title} (Ctrl+{number})")
+            self.add_shortcut(f"Ctrl+{number}", lambda: self.show_view(key))
         if len(self._keys) == 1:
             self.sidebar.setCurrentRow(0)
 
@@ -101,7 +133,13 @@ class MainWindow(QMainWindow):
         self.sidebar.setCurrentRow(self._keys.index(key))
 
     def view(self, key: str) -> QWidget:
-        return self.stack.widget(self._keys.index(key))
+        return self._views[self._keys.index(key)]
+
+    def page(self, key: str) -> QScrollArea:
+        """The scroll area ``key``'s view sits in."""
+        page = self.stack.widget(self._keys.index(key))
+        assert isinstance(page, QScrollArea)
+        return page
 
     def current_view(self) -> str:
         row = self.sidebar.currentRow()

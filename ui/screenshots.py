@@ -6,14 +6,21 @@ conversation, then grabs the window once per view: ``discover.png``, ``library.p
 ``chat.png``, ``doctor.png``, plus ``discover-dark.png`` and ``chat-dark.png`` in the dark
 theme (the Compare view renders its own screenshots).
 Used by ``make screenshots``; the README shows the results.
+
+``python -m ui.screenshots --fit OUT_DIR`` renders the fit check instead (``docs/fit/``):
+every view at 1366x768 and 1280x720, some at 1920x1080, and some at 150 % and 200 % scaling
+(``QT_SCALE_FACTOR``; each scale runs in its own process, as Qt reads it at start-up). Files
+are named ``VIEW-WIDTHxHEIGHT[@SCALEx].png`` in screen pixels; the window fills the screen.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
@@ -62,7 +69,126 @@ def _seed_conversation(home: Path) -> None:
     store.save(old)
 
 
+ALL_VIEWS = ("discover", "library", "chat", "compare", "server", "doctor")
+# (screen width, height in pixels, scale factor, views). At a scale the window is the screen
+# in device-independent pixels: 1920x1080 at 150 % and 2560x1440 at 200 % are 1280x720 to
+# the layouts; 1366x768 at 150 % is 910x512. 1366x768 at 200 % (683x384) is smaller than
+# the window's minimum size, so it is not rendered.
+FIT_SHOTS: tuple[tuple[int, int, float, tuple[str, ...]], ...] = (
+    (1366, 768, 1.0, ALL_VIEWS),
+    (1280, 720, 1.0, ALL_VIEWS),
+    (1920, 1080, 1.0, ("discover", "chat", "compare")),
+    (1920, 1080, 1.5, ("discover", "chat")),
+    (2560, 1440, 2.0, ("chat", "compare")),
+    (1366, 768, 1.5, ("discover", "chat")),
+)
+
+
+def _seed_comparison(ctx: Any) -> None:
+    """A finished comparison in the Compare view, saved under the (long) data folder."""
+    from launcher.compare_results import ComparisonResult, ModelEntry, RunResult
+
+    res = ComparisonResult(
+        models=[
+            ModelEntry("Qwen3-14B-Q4_K_M", "Qwen3-14B-Q4_K_M.gguf", est_decode_tps=48.0),
+            ModelEntry("gemma-3-12b-it-Q4_K_M", "gemma-3-12b-it-Q4_K_M.gguf", est_decode_tps=52.0),
+        ],
+        prompts=[{"id": "capital", "text": "What is the capital of Australia? One word."}],
+        residency={"mode": "resident", "reason": "both fit: 9.0 + 7.3 GB of weights", "ctx": 8192},
+        runs=[
+            RunResult(
+                "Qwen3-14B-Q4_K_M",
+                "capital",
+                "Canberra.",
+                0.21,
+                910.0,
+                46.2,
+                0.4,
+                18,
+                3,
+                10 * 2**30,
+                48.0,
+                int(9.8 * 2**30),
+                True,
+            ),
+            RunResult(
+                "gemma-3-12b-it-Q4_K_M",
+                "capital",
+                "Canberra",
+                0.18,
+                980.0,
+                51.0,
+                0.3,
+                18,
+                2,
+                8 * 2**30,
+                52.0,
+                int(8.1 * 2**30),
+                True,
+            ),
+        ],
+    )
+    saved = res.save()
+    ctx.window.view("compare").build().show_result(res, saved)
+
+
+def fit_at(out: Path, scale: float) -> list[Path]:
+    """Render this process's share of ``FIT_SHOTS`` (those at ``scale``) into ``out``."""
+    shots = [s for s in FIT_SHOTS if s[2] == scale]
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="spark-shots-") as home:
+        os.environ["SPARK_LAUNCHER_HOME"] = home
+        app = QApplication.instance() or QApplication([sys.argv[0]])
+        from launcher.paths import AppPaths
+        from ui.app import AppContext
+
+        _seed_conversation(Path(home))
+        ctx = AppContext(AppPaths.default())
+        window = ctx.window
+        window.resize(round(shots[0][0] / scale), round(shots[0][1] / scale))
+        window.show()
+        ctx.start()
+        deadline = 200
+        while (ctx.discover.model.rowCount() == 0 or ctx.gauge_snapshot() is None) and deadline:
+            _wait(app, 50)  # type: ignore[arg-type]
+            deadline -= 1
+        summaries = ctx.store.list()
+        if summaries:
+            ctx.session.open_conversation(summaries[0].id)
+        _seed_comparison(ctx)
+        for width, height, _scale, views in shots:
+            window.resize(round(width / scale), round(height / scale))
+            suffix = "" if scale == 1 else f"@{scale:g}x"
+            for key in views:
+                window.show_view(key)
+                _wait(app, 150)  # type: ignore[arg-type]
+                path = out / f"{key}-{width}x{height}{suffix}.png"
+                window.grab().save(str(path))
+                written.append(path)
+        window.close()
+    return written
+
+
+def fit(out: Path) -> None:
+    """All of ``FIT_SHOTS``: one process per scale factor."""
+    out.mkdir(parents=True, exist_ok=True)
+    for scale in sorted({s[2] for s in FIT_SHOTS}):
+        env = dict(os.environ, QT_SCALE_FACTOR=f"{scale:g}")
+        subprocess.run(
+            [sys.executable, "-m", "ui.screenshots", "--fit-at", f"{scale:g}", str(out)],
+            env=env,
+            check=True,
+        )
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--fit"]:
+        fit(Path(argv[1] if len(argv) > 1 else "docs/fit"))
+        return 0
+    if argv[:1] == ["--fit-at"]:
+        for p in fit_at(Path(argv[2]), float(argv[1])):
+            print(p)
+        return 0
     out = Path(argv[0] if argv else "docs")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="spark-shots-") as home:

@@ -155,4 +155,29 @@ QListWidget#sidebar::item:selected {
 QLabel[role="title"] { font-size: 15pt; font-weight: 600; }
 QLabel[role="hint"] { color: palette(placeholder-text); }
 QLabel[role="badge"] { border-radius: 8px; padding: 1px 8px; font-weight: 600; }
+QFrame#model_note { border: 1px solid palette(highlight); border-radius: 6px; }
+
+/* Keyboard focus is visible on every control: a 2 px ring in the accent colour. Buttons get a
+   full style sheet look (a ring on a native button would draw it without its bevel), the
+   others a ring only while they have the focus. */
+QPushButton, QToolButton {
+    border: 1px solid palette(mid); border-radius: 5px; padding: 4px 12px;
+    background: palette(button); color: palette(button-text);
+}
+QPushButton:hover, QToolButton:hover { border-color: palette(highlight); }
+QPushButton:pressed, QToolButton:pressed, QToolButton:checked { background: palette(midlight); }
+QPushButton:disabled, QToolButton:disabled {
+    color: palette(placeholder-text); border-color: palette(midlight);
+}
+QPushButton:focus, QToolButton:focus {
+    border: 2px solid palette(highlight); padding: 3px 11px;
+}
+QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus, QAbstractSpinBox:focus,
+QAbstractItemView:focus {
+    border: 2px solid palette(highlight); border-radius: 3px;
+}
+QCheckBox:focus, QRadioButton:focus, QSlider:focus {
+    border-bottom: 2px solid palette(highlight);
+}
+QListWidget#sidebar::item:focus { border: 2px solid palette(text); }
 """

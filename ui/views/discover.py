@@ -91,14 +91,21 @@ class DiscoverView(QWidget):
         self.starter_box = QFrame()
         self.starter_box.setFrameShape(QFrame.Shape.StyledPanel)
         starter_layout = QHBoxLayout(self.starter_box)
-        starter_text = QLabel(
-            "<b>New here?</b> Gemma 3 270M is installed with the app (253 MB): "
-            "try download-and-chat in seconds, no network needed."
+        self.starter_text = QLabel(
+            "<b>New here?</b> Gemma 3 270M comes with the app (253 MB, no network needed): "
+            "a <b>tiny test model</b> to check that loading and chatting work. It is not a chat "
+            "model: its replies mostly echo your prompt. For real chats, download the model "
+            "recommended for this machine."
         )
-        starter_text.setWordWrap(True)
+        self.starter_text.setWordWrap(True)
         self.starter_button = QPushButton("Try Gemma 3 270M")
-        starter_layout.addWidget(starter_text, 1)
+        # The recommended real model, one click away (the same path as its row's button).
+        self.starter_recommend_button = QPushButton("")
+        self.starter_recommend_button.setVisible(False)
+        self._starter_recommended: CandidateRow | None = None
+        starter_layout.addWidget(self.starter_text, 1)
         starter_layout.addWidget(self.starter_button)
+        starter_layout.addWidget(self.starter_recommend_button)
         self.starter_box.setVisible(starter_available)
 
         # ---- filters
@@ -202,6 +209,9 @@ class DiscoverView(QWidget):
         self.search_button.clicked.connect(self._on_search)
         self.recommend_button.clicked.connect(self._emit_filters)
         self.starter_button.clicked.connect(self.starter_requested)
+        self.starter_recommend_button.clicked.connect(
+            lambda: self.trigger(self._starter_recommended)
+        )
         self.table.entered.connect(self._on_entered)
         self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
         self.button_delegate.clicked.connect(self._on_button_clicked)
@@ -248,6 +258,12 @@ class DiscoverView(QWidget):
 
     def set_starter_available(self, available: bool) -> None:
         self.starter_box.setVisible(available)
+
+    def set_recommended(self, row: CandidateRow | None, label: str = "") -> None:
+        """The real model the starter banner points to (``label`` on its button)."""
+        self._starter_recommended = row
+        self.starter_recommend_button.setText(f"Download {label}" if label else "")
+        self.starter_recommend_button.setVisible(row is not None)
 
     # ------------------------------------------------------------------ user actions
     def _on_context_moved(self, _value: int) -> None:

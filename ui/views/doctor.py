@@ -59,8 +59,8 @@ class DoctorView(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(True)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        # Room for every check with a two-line fix, so none hides below the fold at 1280x800.
-        self.table.setMinimumHeight(236)
+        # Room for a few checks at the least; the table takes the height the window has.
+        self.table.setMinimumHeight(140)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
@@ -120,9 +120,12 @@ class DoctorView(QWidget):
         layout.addWidget(self.machine_label)
         layout.addWidget(self.table, 1)
         layout.addLayout(row)
-        layout.addWidget(box)
         self.remotes = RemoteServersBox()  # saved remote servers; wired in ui/app.py
-        layout.addWidget(self.remotes)
+        # Side by side, so the checks keep their room on a 1280x720 screen.
+        lower = QHBoxLayout()
+        lower.addWidget(box, 1)
+        lower.addWidget(self.remotes, 1)
+        layout.addLayout(lower)
 
         self.rerun_button.clicked.connect(self._on_rerun)
         self.save_button.clicked.connect(self._on_save)

@@ -13,7 +13,7 @@ import html
 from typing import Any
 
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QTextCursor
+from PySide6.QtGui import QTextBlockFormat, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from launcher.chats import ChatMessage
@@ -125,11 +125,20 @@ class TranscriptView(QTextBrowser):
             return f"<p><b>{who}</b></p>{self._renderer.render(msg.content)}{metrics}"
         return ""
 
-    def _append_html(self, fragment: str) -> None:
+    def _new_block(self) -> QTextCursor:
+        """A cursor in a new, plain block at the end of the document.
+
+        ``insertBlock()`` alone copies the last block's format, list membership included: after
+        a reply ending in a numbered list, the next paragraph (the metrics line, the next
+        "You") would be drawn as one more item of that list. A fresh format starts a paragraph.
+        """
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertBlock()
-        cursor.insertHtml(fragment)
+        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+        return cursor
+
+    def _append_html(self, fragment: str) -> None:
+        self._new_block().insertHtml(fragment)
         self._scroll_to_end()
 
     def _scroll_to_end(self) -> None:
@@ -151,12 +160,9 @@ class TranscriptView(QTextBrowser):
     # ------------------------------------------------------------------ streaming
     def begin_reply(self, model: str) -> None:
         self._append_html(f"<p><b>{html.escape(model or 'Assistant')}</b></p>")
-        cursor = QTextCursor(self.document())
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertBlock()
         self._text = ""
         self._stable_len = 0
-        self._tail_start = cursor.position()
+        self._tail_start = self._new_block().position()
 
     def append_text(self, text: str) -> None:
         """Queue streamed text; the view repaints at most ``MAX_FLUSH_HZ`` times a second."""
@@ -170,6 +176,9 @@ class TranscriptView(QTextBrowser):
         cursor.setPosition(self._tail_start)
         cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
         cursor.removeSelectedText()
+        # The emptied block may still be formatted as the list item or heading drawn last time.
+        cursor.setBlockFormat(QTextBlockFormat())
+        cursor.setBlockCharFormat(QTextCharFormat())
         if fragment:
             cursor.insertHtml(fragment)
 
@@ -183,10 +192,7 @@ class TranscriptView(QTextBrowser):
         boundary = stable_boundary(self._text, self._stable_len)
         if boundary > self._stable_len:
             self._replace_tail(self._renderer.render(self._text[self._stable_len : boundary]))
-            cursor = QTextCursor(self.document())
-            cursor.movePosition(QTextCursor.MoveOperation.End)
-            cursor.insertBlock()
-            self._tail_start = cursor.position()
+            self._tail_start = self._new_block().position()
             self._stable_len = boundary
         tail = self._text[self._stable_len :]
         self._replace_tail(self._renderer.render(tail) if tail.strip() else "")
