@@ -16,10 +16,13 @@ from launcher.engine.events import (
     HostCrashed,
     Loaded,
     LoadProgress,
+    ReasoningToken,
     ReplyFinished,
     ReplyMetrics,
     Sampling,
     Token,
+    TokenLogprob,
+    ToolCall,
 )
 
 __all__ = [
@@ -32,8 +35,11 @@ __all__ = [
     "HostCrashed",
     "LoadProgress",
     "Loaded",
+    "ReasoningToken",
     "ReplyFinished",
     "ReplyMetrics",
     "Sampling",
     "Token",
+    "TokenLogprob",
+    "ToolCall",
 ]

@@ -39,11 +39,14 @@ from launcher.engine.events import (
     HostCrashed,
     Loaded,
     LoadProgress,
+    ReasoningToken,
     ReplyFinished,
     ReplyMetrics,
     Sampling,
     StopReason,
     Token,
+    TokenLogprob,
+    ToolCall,
 )
 from launcher.engine.logparse import load_failure_message
 from launcher.engine.memory import gpu_bytes, rss_bytes
@@ -52,7 +55,34 @@ from launcher.hardware.cpufeatures import read_cpu_flags
 
 log = logging.getLogger(__name__)
 
-Message = Mapping[str, str]
+Message = Mapping[str, Any]
+
+
+def _plain_message(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A chat message as plain JSON for the host: role and text content, plus the OpenAI
+    fields of tool use (an assistant's ``tool_calls``, a tool result's ``tool_call_id``)."""
+    content = m.get("content")
+    out: dict[str, Any] = {
+        "role": str(m["role"]),
+        "content": None if content is None else str(content),
+    }
+    for key in ("tool_calls", "tool_call_id", "name", "reasoning_content"):
+        if m.get(key) is not None:
+            out[key] = m[key]
+    return out
+
+
+def _tool_call(msg: Mapping[str, Any]) -> ToolCall:
+    return ToolCall(
+        id=msg["id"], name=msg["name"], arguments=msg["arguments"], index=int(msg["index"])
+    )
+
+
+def _logprobs(items: Sequence[Any]) -> tuple[TokenLogprob, ...]:
+    return tuple(
+        TokenLogprob(token=str(t), logprob=float(lp), top=tuple((str(a), float(b)) for a, b in top))
+        for t, lp, top in items
+    )
 
 
 class EngineClient:
@@ -253,7 +283,7 @@ class EngineClient:
         ``ReplyFinished`` or ``HostCrashed``. Raises ``EngineError`` when the request is
         refused (no model, prompt longer than the context).
         """
-        plain = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+        plain = [_plain_message(m) for m in messages]
         return self._stream({"mode": "chat", "messages": plain, "prompt": None}, sampling)
 
     def complete(self, prompt: str, sampling: Sampling | None = None) -> Iterator[Event]:
@@ -313,7 +343,17 @@ class EngineClient:
                         if ttft is None:
                             ttft = time.perf_counter() - t0
                         shown.append(msg["text"])
-                        yield Token(text=msg["text"])
+                        yield Token(text=msg["text"], logprobs=_logprobs(msg["logprobs"]))
+                    elif kind in ("reasoning", "tool_call"):
+                        if self._cancel_requested.is_set():
+                            dropped = True
+                            continue
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+                        if kind == "reasoning":
+                            yield ReasoningToken(text=msg["text"])
+                        else:
+                            yield _tool_call(msg)
                     elif kind == "finished":
                         finished = True
                         m = msg["metrics"]
@@ -332,8 +372,15 @@ class EngineClient:
                             template=m["template"],
                             total_s=total,
                             cached_tokens=m["cached_tokens"],
+                            reasoning_tokens=m["reasoning_tokens"],
                         )
-                        done = ReplyFinished(text="".join(shown), metrics=metrics)
+                        done = ReplyFinished(
+                            text="".join(shown),
+                            metrics=metrics,
+                            tool_calls=() if dropped else tuple(map(_tool_call, msg["tool_calls"])),
+                            reasoning=msg["reasoning"],
+                            logprobs=_logprobs(msg["logprobs"]),
+                        )
                         self._record("reply", done, conditions_since(cpu_at_start))
                         if self._crashed_before:  # it loaded and replied: the streak is over
                             self._crashed_before = False

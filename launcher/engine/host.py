@@ -400,7 +400,7 @@ class _Host:
                         # most one message per FLUSH_S: each message wakes the client, which
                         # costs the decode loop ~0.1 ms and competes with llama.cpp's threads.
                         if t_last - t_flushed >= FLUSH_S:
-                            self.send("token", text="".join(unsent))
+                            self.send("token", text="".join(unsent), logprobs=[])
                             unsent.clear()
                             t_flushed = t_last
                     if hit:
@@ -425,13 +425,16 @@ class _Host:
                     text_parts.append(pending)
                     unsent.append(pending)
                 if unsent:  # what was generated before the stop goes out before "finished"
-                    self.send("token", text="".join(unsent))
+                    self.send("token", text="".join(unsent), logprobs=[])
             finally:
                 llama.llama_sampler_free(chain)
         decode_s = t_last - t_first
         self.send(
             "finished",
             text="".join(text_parts),
+            tool_calls=[],
+            reasoning="",
+            logprobs=[],
             metrics={
                 "prompt_tokens": evaluated,
                 "prefill_s": prefill_s,
@@ -444,6 +447,7 @@ class _Host:
                 "template": template,
                 "total_s": time.perf_counter() - t_start,
                 "cached_tokens": keep,
+                "reasoning_tokens": 0,
             },
         )
 
