@@ -169,6 +169,8 @@ class CandidateModel(QAbstractTableModel):
         if col == Column.MEMORY:
             return memory_breakdown(row)
         if col == Column.SPEED:
+            if row.verdict == "no_fit":
+                return "does not fit"  # a speed for a model that cannot load would mislead
             if row.tokens_per_s is None:
                 return "—"
             return speed_label(row)
@@ -183,10 +185,12 @@ class CandidateModel(QAbstractTableModel):
         if col == Column.MEMORY:
             return row.total_bytes or row.size_bytes or 0
         if col == Column.SPEED:
-            return row.tokens_per_s or 0.0
+            return -1.0 if row.verdict == "no_fit" else row.tokens_per_s or 0.0
         return self._display(row, col).lower()
 
     def _tooltip(self, row: CandidateRow, col: int) -> str:
+        if col == Column.SPEED and row.verdict == "no_fit":
+            return "It needs more memory than this machine has, so it has no speed here."
         if col == Column.SPEED:
             return {
                 "estimated": "Estimated from memory bandwidth and the bytes read per token.",

@@ -1,4 +1,5 @@
-"""Library item models: ``LocalModelModel`` (GGUFs on disk) and ``DownloadModel`` (transfers).
+"""Library item models: ``LocalModelModel`` (GGUFs on disk), ``SetAsideModel`` (downloads kept
+aside after failing sha256 verification) and ``DownloadModel`` (transfers).
 
 ``DownloadModel.update`` takes the latest ``DownloadRow`` for one download; the view calls it
 from throttled progress events, so a fast transfer repaints at most a few times a second.
@@ -17,7 +18,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
-from ui.models.rows import DownloadRow, LocalModelRow
+from ui.models.rows import DownloadRow, LocalModelRow, SetAsideRow
 from ui.theme import fmt_bytes, fmt_duration, fmt_rate
 
 Index = QModelIndex | QPersistentModelIndex
@@ -79,6 +80,53 @@ class LocalModelModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             extra = f"\n{row.architecture} {row.parameters}".rstrip() if row.architecture else ""
             return f"{row.path}{extra}"
+        return None
+
+
+class SetAsideRole(IntEnum):
+    ROW = Qt.ItemDataRole.UserRole + 1
+    PATH = Qt.ItemDataRole.UserRole + 2
+
+
+def set_aside_label(row: SetAsideRow) -> str:
+    """'gemma-3-4b-it-Q4_K_M.gguf — failed verification, 241 MiB'."""
+    return f"{row.name} — failed verification, {fmt_bytes(row.size_bytes)}"
+
+
+class SetAsideModel(QAbstractListModel):
+    """Downloads whose sha256 did not match: kept (never deleted silently), never loaded."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[SetAsideRow] = []
+
+    def set_rows(self, rows: list[SetAsideRow]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def rows(self) -> list[SetAsideRow]:
+        return list(self._rows)
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return set_aside_label(row)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return (
+                f"{row.path}\nIts sha256 did not match the Hub's, so it was set aside instead "
+                "of being used. Delete it to free the space; download the model again for a "
+                "good copy."
+            )
+        if role == SetAsideRole.ROW:
+            return row
+        if role == SetAsideRole.PATH:
+            return row.path
         return None
 
 

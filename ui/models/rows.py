@@ -58,6 +58,16 @@ class LocalModelRow:
     repo: str = ""
 
 
+@dataclass(frozen=True)
+class SetAsideRow:
+    """A download kept aside after it failed sha256 verification (in the models folder)."""
+
+    path: str
+    name: str  # the file it should have been
+    size_bytes: int | None
+    repo: str = ""
+
+
 @dataclass
 class DownloadRow:
     """One download's latest state (mutable: progress events update it in place)."""
@@ -182,6 +192,17 @@ def local_model_from(entry: Any) -> LocalModelRow:
         quant=str(_get(entry, "quant", "quantization", default="") or ""),
         architecture=str(_get(entry, "architecture", "arch", default="") or ""),
         parameters=_params_label(_get(entry, "parameters")),
+        repo=str(_get(entry, "repo_id", "repo", default="") or ""),
+    )
+
+
+def set_aside_from(entry: Any) -> SetAsideRow:
+    """A ``SetAsideRow`` from a ``launcher.library.SetAsideFile``."""
+    path = str(_get(entry, "path", default=""))
+    return SetAsideRow(
+        path=path,
+        name=str(_get(entry, "name", default=Path(path).name)),
+        size_bytes=_get(entry, "size", "size_bytes"),
         repo=str(_get(entry, "repo_id", "repo", default="") or ""),
     )
 

@@ -3,7 +3,9 @@
 Each row shows the model, quant, size, a fit badge (Full GPU / Partial N/M / CPU only /
 Won't fit), the memory breakdown and the estimated speed with its basis; the last column is
 the row's one button: Download, the download's progress, then Chat. Hovering or selecting a
-row reports the candidate (``candidate_hovered``) so the gauge can show its ghost.
+row reports the candidate (``candidate_hovered``) so the gauge can show its ghost; when the
+selected row leaves the list (a filter, a new search) it reports ``None``, so no ghost stays
+behind for a model that is no longer listed.
 
 The view computes nothing: it reports what the user asks (``filters_changed``,
 ``search_requested``, ``download_requested``, ``chat_requested``, ``starter_requested``) and
@@ -217,7 +219,10 @@ class DiscoverView(QWidget):
         self.button_delegate.clicked.connect(self._on_button_clicked)
         self.action_button.clicked.connect(self._on_action_clicked)
         self.model.dataChanged.connect(lambda *_: self._refresh_details())
-        self.model.modelReset.connect(self._refresh_details)
+        # A filter or a new list can take the selected row away without a currentRowChanged.
+        self.proxy.modelReset.connect(self._on_rows_changed)
+        self.proxy.layoutChanged.connect(self._on_rows_changed)
+        self.proxy.rowsRemoved.connect(self._on_rows_changed)
 
     # ------------------------------------------------------------------ inputs from the app
     @property
@@ -255,6 +260,15 @@ class DiscoverView(QWidget):
 
     def set_busy(self, text: str) -> None:
         self.status.setText(text)
+
+    def show_search_failed(self, query: str, message: str) -> None:
+        """The Hub could not be searched: say so, and show no rows (the catalog's rows under
+        the query would read as its results)."""
+        self.set_candidates(
+            [],
+            f"No search results: searching Hugging Face for “{query}” failed. {message} "
+            "Press Recommendations for the offline catalog.",
+        )
 
     def set_starter_available(self, available: bool) -> None:
         self.starter_box.setVisible(available)
@@ -294,6 +308,11 @@ class DiscoverView(QWidget):
         self.candidate_hovered.emit(self.selected())
         super().leaveEvent(event)
 
+    def _on_rows_changed(self, *_args: object) -> None:
+        self._refresh_details()
+        if self.selected() is None:
+            self.candidate_hovered.emit(None)  # the planned model is no longer listed
+
     def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self._refresh_details()
         row = self._row_at(current)
@@ -330,7 +349,12 @@ class DiscoverView(QWidget):
         self.action_button.setEnabled(action != "downloading")
         colour = verdict_colour(row.verdict).name()
         badge = verdict_label(row.verdict, row.gpu_layers, row.total_layers)
-        speed = speed_label(row) if row.tokens_per_s is not None else "unknown"
+        if row.verdict == "no_fit":
+            speed = "does not fit in this machine's memory"
+        elif row.tokens_per_s is not None:
+            speed = speed_label(row)
+        else:
+            speed = "unknown"
         ctx = f" at {context_label(row.context)}" if row.context else ""
         self.details.setText(
             f"<b>{row.name}</b> {row.params} · {row.quant} · {fmt_bytes(row.size_bytes)} "

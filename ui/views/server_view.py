@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -143,6 +144,10 @@ class ServerView(QWidget):
         self.status_label.setTextInteractionFlags(
             self.status_label.textInteractionFlags() | Qt.TextInteractionFlag.TextSelectableByMouse
         )
+        self.copy_button = QPushButton("Copy URL")
+        self.copy_button.setObjectName("copy_url")
+        self.copy_button.setToolTip("Copy the base URL clients use (…/v1) to the clipboard.")
+        self.copy_button.setEnabled(False)
         self.models_label = QLabel("")
         self.models_label.setWordWrap(True)
         self.models_label.setProperty("role", "hint")
@@ -173,13 +178,17 @@ class ServerView(QWidget):
         switch_row.addStretch(1)
         layout.addLayout(switch_row)
         layout.addWidget(box)
-        layout.addWidget(self.status_label)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status_label, 1)
+        status_row.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(status_row)
         layout.addWidget(self.models_label)
         layout.addLayout(log_row)
         layout.addWidget(self.table, 1)
 
         self.switch.toggled.connect(self._on_switch_toggled)
         self.clear_button.clicked.connect(self.controller.log.clear)
+        self.copy_button.clicked.connect(self.copy_url)
         self.controller.state_changed.connect(self._on_state_changed)
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_INTERVAL_MS)
@@ -214,8 +223,18 @@ class ServerView(QWidget):
             self.controller.stop()
         self.config_changed.emit(config)
 
+    def copy_url(self) -> None:
+        """Put the served base URL on the clipboard (for an agent's or IDE's settings)."""
+        url = self.controller.url
+        if url:
+            QGuiApplication.clipboard().setText(url)
+            self.copy_button.setText("Copied")
+            button = self.copy_button  # the context: no callback once the view is gone
+            QTimer.singleShot(1500, button, lambda: button.setText("Copy URL"))
+
     def _on_state_changed(self, running: bool, message: str) -> None:
         self.status_label.setText(message)
+        self.copy_button.setEnabled(running)
         for field in (self.host_field, self.port_field, self.key_field):
             field.setEnabled(not running)
         self.refresh()
