@@ -34,6 +34,19 @@ from PySide6.QtWidgets import (
 
 from ui.theme import STYLE_SHEET
 
+
+class _PageLayout(QVBoxLayout):
+    """Holds a view in its scroll area, without height-for-width.
+
+    A scroll area sizes a height-for-width widget (any with word-wrapped labels) by its
+    *preferred* height at the viewport's width, so a view would scroll although it fits;
+    without it the view scrolls only when the viewport is below its minimum size.
+    """
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+
 # The smallest the window may get: below this the views would only be scroll bars.
 MINIMUM_SIZE = QSize(760, 480)
 
@@ -118,7 +131,11 @@ class MainWindow(QMainWindow):
         page.setObjectName(f"page_{key}")
         page.setFrameShape(QFrame.Shape.NoFrame)
         page.setWidgetResizable(True)
-        page.setWidget(widget)
+        holder = QWidget()
+        holder_layout = _PageLayout(holder)
+        holder_layout.setContentsMargins(0, 0, 0, 0)
+        holder_layout.addWidget(widget)
+        page.setWidget(holder)
         self.stack.addWidget(page)
         self._views.append(widget)
         self._keys.append(key)

@@ -88,16 +88,14 @@ def _seed_comparison(ctx: Any) -> None:
     """A finished comparison in the Compare view, saved under the (long) data folder."""
     from launcher.compare_results import ComparisonResult, ModelEntry, RunResult
 
+    a, b = "qwen3-14b:Q4_K_M", "gemma-3-12b:Q4_K_M"  # catalog ids: the preview plans them
     res = ComparisonResult(
-        models=[
-            ModelEntry("Qwen3-14B-Q4_K_M", "Qwen3-14B-Q4_K_M.gguf", est_decode_tps=48.0),
-            ModelEntry("gemma-3-12b-it-Q4_K_M", "gemma-3-12b-it-Q4_K_M.gguf", est_decode_tps=52.0),
-        ],
+        models=[ModelEntry(a, a, est_decode_tps=48.0), ModelEntry(b, b, est_decode_tps=52.0)],
         prompts=[{"id": "capital", "text": "What is the capital of Australia? One word."}],
         residency={"mode": "resident", "reason": "both fit: 9.0 + 7.3 GB of weights", "ctx": 8192},
         runs=[
             RunResult(
-                "Qwen3-14B-Q4_K_M",
+                a,
                 "capital",
                 "Canberra.",
                 0.21,
@@ -112,7 +110,7 @@ def _seed_comparison(ctx: Any) -> None:
                 True,
             ),
             RunResult(
-                "gemma-3-12b-it-Q4_K_M",
+                b,
                 "capital",
                 "Canberra",
                 0.18,

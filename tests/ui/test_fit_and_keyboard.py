@@ -72,6 +72,23 @@ def app(qtbot, app_home: Path, offline: None) -> Iterator[tuple[AppContext, Star
         ctx.window.close()
 
 
+def _comparison(folder: Path) -> tuple[Any, Path]:
+    """A finished comparison with a long prompt, saved in ``folder``."""
+    from launcher.compare_results import ComparisonResult, ModelEntry, RunResult
+
+    res = ComparisonResult(
+        models=[ModelEntry("big", "big.gguf"), ModelEntry("small", "small.gguf")],
+        prompts=[{"id": "p1", "text": "Explain " + "very " * 200 + "briefly."}],
+        residency={"mode": "sequential", "reason": "one after another: because", "ctx": 8192},
+        runs=[
+            RunResult("big", "p1", "It is 4", 0.5, 100.0, 4.0, 2.0, 5, 3, 10**9, 5.0, None, True),
+            RunResult("small", "p1", "5", 0.1, 900.0, 40.0, 0.3, 5, 3, 10**8, 40.0, None, False),
+        ],
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return ComparisonResult.load(res.save(to=folder / f"{res.id}.json")), folder / f"{res.id}.json"
+
+
 def _fits(size: QSize, screen: QSize = SCREEN) -> bool:
     return size.width() <= screen.width() - FRAME.width() and (
         size.height() <= screen.height() - FRAME.height()
@@ -90,7 +107,9 @@ def _key(qtbot, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:  
 
 
 # ------------------------------------------------------------------ fit
-def test_every_view_fits_1280x720_and_showing_it_does_not_grow_the_window(qtbot, app) -> None:
+def test_every_view_fits_1280x720_and_showing_it_does_not_grow_the_window(
+    qtbot, app, tmp_path: Path
+) -> None:
     ctx, _engine = app
     window = ctx.window
     # Long text everywhere a person meets it: a model name, a chat title, a saved comparison.
@@ -98,6 +117,8 @@ def test_every_view_fits_1280x720_and_showing_it_does_not_grow_the_window(qtbot,
     ctx.local_models.set_rows([LocalModelRow(f"/m/{name}", name, 10**10, "Spark Launcher", True)])
     ctx.discover.set_machine_text("This machine: " + "a very long CPU name " * 20)
     ctx.chat.show_error("Could not load: " + LONG)
+    compare = window.view("compare").build()  # type: ignore[attr-defined]
+    compare.show_result(*_comparison(tmp_path / LONG))
     for key in window.view_keys():
         window.show_view(key)
         qtbot.wait(50)
@@ -109,29 +130,19 @@ def test_every_view_fits_1280x720_and_showing_it_does_not_grow_the_window(qtbot,
         need = view.minimumSizeHint()
         room = window.stack.size()
         assert need.width() <= room.width() and need.height() <= room.height(), (key, need, room)
+        page = window.page(key)
+        assert not page.verticalScrollBar().isVisible(), f"{key} scrolls at 1280x720"
+        assert not page.horizontalScrollBar().isVisible(), f"{key} scrolls at 1280x720"
 
 
 def test_a_long_saved_path_does_not_widen_compare(qtbot, app, tmp_path: Path) -> None:
-    from launcher.compare_results import ComparisonResult, ModelEntry, RunResult
-
     ctx, _engine = app
     ctx.window.show_view("compare")
     view = ctx.window.view("compare").build()  # type: ignore[attr-defined]
     qtbot.wait(50)
     before = view.minimumSizeHint().width()
-    res = ComparisonResult(
-        models=[ModelEntry("big", "big.gguf"), ModelEntry("small", "small.gguf")],
-        prompts=[{"id": "p1", "text": "Explain " + "very " * 200 + "briefly."}],
-        residency={"mode": "sequential", "reason": "one after another: because", "ctx": 8192},
-        runs=[
-            RunResult("big", "p1", "It is 4", 0.5, 100.0, 4.0, 2.0, 5, 3, 10**9, None, None, None),
-            RunResult("small", "p1", "5", 0.1, 900.0, 40.0, 0.3, 5, 3, 10**8, None, None, None),
-        ],
-    )
-    folder = tmp_path / LONG / "comparisons"
-    folder.mkdir(parents=True)
-    saved = res.save(to=folder / f"{res.id}.json")
-    view.show_result(ComparisonResult.load(saved), saved)
+    result, saved = _comparison(tmp_path / LONG / "comparisons")
+    view.show_result(result, saved)
     qtbot.wait(50)
     assert view.saved_label.text() == f"Saved to {saved}"
     assert view.minimumSizeHint().width() == before

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ui.theme import is_dark, muted_colour
@@ -101,12 +101,19 @@ class QualitySpeedChart(QWidget):
             p.setPen(QPen(colour.darker(130), 1.5))
             p.setBrush(colour)
             p.drawEllipse(QPointF(x, y), 6, 6)
-            label = f"{pt.label} ({pt.quality * 100:.0f}%, {pt.tokens_per_s:.1f} tok/s)"
+            label = self._label(pt, p.fontMetrics(), rect.width() - 20)
             box = self._label_box(p.fontMetrics().horizontalAdvance(label) + 4, x, y, rect, placed)
             placed.append(box)
             p.setPen(colour.darker(115) if not is_dark(self.palette()) else colour)
             p.drawText(box, Qt.AlignmentFlag.AlignVCenter, label)
         p.end()
+
+    @staticmethod
+    def _label(pt: ChartPoint, metrics: QFontMetrics, width: float) -> str:
+        """ "name (100%, 46.2 tok/s)", the name elided so the label fits inside the plot."""
+        figures = f" ({pt.quality * 100:.0f}%, {pt.tokens_per_s:.1f} tok/s)"
+        room = max(0, int(width) - metrics.horizontalAdvance(figures))
+        return metrics.elidedText(pt.label, Qt.TextElideMode.ElideMiddle, room) + figures
 
     @staticmethod
     def _label_box(width: float, x: float, y: float, area: QRectF, placed: list[QRectF]) -> QRectF:
