@@ -298,7 +298,7 @@ class CompareView(QWidget):
     def _model_picker(self) -> QComboBox:
         box = QComboBox()
         box.setEditable(True)
-        box.setMinimumWidth(240)
+        box.setMinimumWidth(180)
         box.lineEdit().setPlaceholderText("A model on disk, a GGUF path or a catalog id")
         return box
 

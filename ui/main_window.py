@@ -47,6 +47,10 @@ class _PageLayout(QVBoxLayout):
         return False
 
 
+SIDEBAR_MIN_WIDTH = 150
+# Left and right of a sidebar title: the item's padding and margin in the style sheet, + slack.
+SIDEBAR_ITEM_EXTRA = 2 * 14 + 2 * 6 + 8
+
 # The smallest the window may get: below this the views would only be scroll bars.
 MINIMUM_SIZE = QSize(760, 480)
 
@@ -73,7 +77,7 @@ class MainWindow(QMainWindow):
 
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
-        self.sidebar.setFixedWidth(200)
+        self.sidebar.setFixedWidth(SIDEBAR_MIN_WIDTH)
         self.sidebar.setIconSize(QSize(20, 20))
         self.sidebar.setFrameShape(QFrame.Shape.NoFrame)
         self.sidebar.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -127,6 +131,7 @@ class MainWindow(QMainWindow):
         item = QListWidgetItem(title)
         item.setData(Qt.ItemDataRole.UserRole, key)
         self.sidebar.addItem(item)
+        self._fit_sidebar()
         page = QScrollArea()
         page.setObjectName(f"page_{key}")
         page.setFrameShape(QFrame.Shape.NoFrame)
@@ -145,6 +150,17 @@ class MainWindow(QMainWindow):
             self.add_shortcut(f"Ctrl+{number}", lambda: self.show_view(key))
         if len(self._keys) == 1:
             self.sidebar.setCurrentRow(0)
+
+    def _fit_sidebar(self) -> None:
+        """As wide as the longest title (in the sidebar's font), no wider: the views get the
+        rest, which matters on a 1366x768 screen at 150 %."""
+        self.sidebar.ensurePolished()
+        metrics = self.sidebar.fontMetrics()
+        widest = max(
+            metrics.horizontalAdvance(self.sidebar.item(i).text())
+            for i in range(self.sidebar.count())
+        )
+        self.sidebar.setFixedWidth(max(SIDEBAR_MIN_WIDTH, widest + SIDEBAR_ITEM_EXTRA))
 
     def show_view(self, key: str) -> None:
         self.sidebar.setCurrentRow(self._keys.index(key))

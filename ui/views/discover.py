@@ -105,9 +105,11 @@ class DiscoverView(QWidget):
         self.starter_recommend_button = QPushButton("")
         self.starter_recommend_button.setVisible(False)
         self._starter_recommended: CandidateRow | None = None
+        starter_buttons = QVBoxLayout()  # stacked: the text keeps its width on small screens
+        starter_buttons.addWidget(self.starter_button)
+        starter_buttons.addWidget(self.starter_recommend_button)
         starter_layout.addWidget(self.starter_text, 1)
-        starter_layout.addWidget(self.starter_button)
-        starter_layout.addWidget(self.starter_recommend_button)
+        starter_layout.addLayout(starter_buttons)
         self.starter_box.setVisible(starter_available)
 
         # ---- filters

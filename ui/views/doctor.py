@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -31,6 +31,7 @@ from launcher.settings import Settings
 from ui.models.checks import CheckModel
 from ui.models.rows import CheckRow
 from ui.views.remotes import RemoteServersBox
+from ui.widgets.elided_label import ElidedLabel
 
 CONTEXT_CHOICES = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
@@ -84,11 +85,11 @@ class DoctorView(QWidget):
         self.token_field = QLineEdit()
         self.token_field.setEchoMode(QLineEdit.EchoMode.Password)
         self.token_field.setPlaceholderText("hf_…  (only needed for gated or private models)")
-        self.token_status = QLabel("")
+        self.token_status = ElidedLabel("", mode=Qt.TextElideMode.ElideRight)
         self.token_status.setProperty("role", "hint")
         token_row = QHBoxLayout()
         token_row.addWidget(self.token_field, 1)
-        token_row.addWidget(self.token_status)
+        token_row.addWidget(self.token_status, 1)
         form.addRow("Hugging Face token:", token_row)
         self.context_picker = QComboBox()
         for n in CONTEXT_CHOICES:

@@ -46,7 +46,9 @@ class RemoteServersBox(QGroupBox):
     remove_requested = Signal(str)  # name
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Remote servers (OpenAI-compatible: llama-server, vLLM, Ollama…)", parent)
+        # A short title: a group box's title sets its minimum width (Doctor fits 1280x720).
+        super().__init__("Remote servers (OpenAI-compatible)", parent)
+        self.setToolTip("OpenAI-compatible servers: llama-server, vLLM, Ollama…")
         self.table = QTableWidget(0, len(HEADERS))
         self.table.setHorizontalHeaderLabels(list(HEADERS))
         self.table.verticalHeader().setVisible(False)
