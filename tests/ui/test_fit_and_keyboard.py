@@ -164,6 +164,7 @@ def chat(qtbot, tmp_path: Path) -> Iterator[ChatView]:
     qtbot.addWidget(view)
     view.resize(1000, 600)
     view.show()
+    qtbot.waitExposed(view)
     yield view
     session.shutdown()
 

@@ -96,7 +96,7 @@ class ChatView(QWidget):
         # ---- right: model bar
         self.model_picker = QComboBox()
         self.model_picker.setModel(local_models)
-        self.model_picker.setMinimumWidth(200)
+        self.model_picker.setMinimumWidth(180)
         self.model_picker.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
@@ -105,7 +105,7 @@ class ChatView(QWidget):
         self.load_button = QPushButton("Load")
         self.load_progress = QProgressBar()
         self.load_progress.setRange(0, 100)
-        self.load_progress.setMaximumWidth(120)
+        self.load_progress.setMaximumWidth(80)
         self.load_progress.setVisible(False)
         # Elided: a long model name or error must not widen the window.
         self.model_status = ElidedLabel("No model loaded", mode=Qt.TextElideMode.ElideRight)
