@@ -11,6 +11,8 @@ Used by ``make screenshots``; the README shows the results.
 every view at 1366x768 and 1280x720, some at 1920x1080, and some at 150 % and 200 % scaling
 (``QT_SCALE_FACTOR``; each scale runs in its own process, as Qt reads it at start-up). Files
 are named ``VIEW-WIDTHxHEIGHT[@SCALEx].png`` in screen pixels; the window fills the screen.
+``chat-starter-1366x768.png`` shows the bundled Gemma 3 270M loaded for real, with the note
+that it is a tiny test model.
 """
 
 from __future__ import annotations
@@ -130,9 +132,11 @@ def _seed_comparison(ctx: Any) -> None:
     ctx.window.view("compare").build().show_result(res, saved)
 
 
-def fit_at(out: Path, scale: float) -> list[Path]:
-    """Render this process's share of ``FIT_SHOTS`` (those at ``scale``) into ``out``."""
+def fit_at(out: Path, scale: float, starter_shot: bool = True) -> list[Path]:
+    """Render this process's share of ``FIT_SHOTS`` (those at ``scale``) into ``out``, and at
+    scale 1 the Chat with the bundled starter loaded (``chat-starter-1366x768.png``)."""
     shots = [s for s in FIT_SHOTS if s[2] == scale]
+    out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="spark-shots-") as home:
         os.environ["SPARK_LAUNCHER_HOME"] = home
@@ -163,8 +167,33 @@ def fit_at(out: Path, scale: float) -> list[Path]:
                 path = out / f"{key}-{width}x{height}{suffix}.png"
                 window.grab().save(str(path))
                 written.append(path)
+        if scale == 1 and starter_shot:
+            written += _starter_shot(app, ctx, out)
         window.close()
     return written
+
+
+def _starter_shot(app: QApplication, ctx: Any, out: Path) -> list[Path]:
+    """The bundled starter loaded for real (no chat template): the note above the chat."""
+    from ui.app import starter_available
+
+    if not starter_available():
+        return []
+    ctx.window.resize(1366, 768)
+    ctx.install_starter()
+    deadline = 600
+    while ctx.session.state != "ready" and deadline:
+        _wait(app, 100)
+        deadline -= 1
+    if ctx.session.state != "ready":
+        return []
+    ctx.session.new_conversation()
+    ctx.chat.input.setPlainText("Hello! Who are you?")
+    _wait(app, 150)
+    path = out / "chat-starter-1366x768.png"
+    ctx.window.grab().save(str(path))
+    ctx.session.unload_model()
+    return [path]
 
 
 def fit(out: Path) -> None:

@@ -313,7 +313,8 @@ def test_a_model_without_chat_template_is_named_a_test_model_with_the_real_one_a
         ctx.open_chat(str(path))
     assert chat.model_note_box.isVisible()
     note = chat.model_note.text()
-    assert "tiny test model" in note and "no chat template" in note and label in note
+    assert "tiny test model" in note and "no chat template" in note
+    assert "recommended for this machine" in note
     assert chat.recommend_button.isVisible() and label in chat.recommend_button.text()
     # One click: the same path as Discover's Download button.
     qtbot.mouseClick(chat.recommend_button, Qt.MouseButton.LeftButton)

@@ -51,7 +51,7 @@ def base_model_note(name: str, n_params: int | None, recommendation: str) -> str
         else "a base model"
     )
     where = (
-        f"For real chats, download {recommendation}, the model recommended for this machine."
+        "For real chats, download the model recommended for this machine."
         if recommendation
         else "For real chats, pick a chat model that fits this machine in Discover."
     )
