@@ -32,6 +32,14 @@ import numpy as np
 from launcher.engine import protocol
 from launcher.engine.events import KV_TYPES, PLAIN_COMPLETION, EngineParams, Sampling
 from launcher.engine.logparse import load_failure_message, parse_buffers
+from launcher.engine.templates import TemplateError
+from launcher.engine.toolcalls import (
+    ParsedCall,
+    PromptPlan,
+    ReplyParser,
+    plan_prompt,
+    schema_grammar,
+)
 from launcher.hardware.cpufeatures import decide_extra_buffers, read_cpu_flags
 
 GGUF_TEMPLATE = "gguf chat template"
@@ -254,28 +262,42 @@ class _Host:
             )
         return list(buf[:n])
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> tuple[list[int], str, list[str]]:
-        """Tokens, template label and stop strings for a conversation."""
-        if self.template:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            formatter = Jinja2ChatFormatter(
-                template=self.template, eos_token=self.eos_text, bos_token=self.bos_text
-            )
-            result = formatter(messages=messages)  # type: ignore[arg-type]
-            stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
-            stops = [s for s in stops if s and s != self.eos_text]
-            tokens = self._tokenize(result.prompt, add_special=False, parse_special=True)
-            return tokens, GGUF_TEMPLATE, stops
+    def chat_prompt(
+        self, messages: list[dict[str, Any]], sampling: Sampling | None = None
+    ) -> tuple[list[int], str, list[str], PromptPlan]:
+        """Tokens, template label, stop strings and the prompt plan (tools, grammar, reply
+        parsing) for a conversation."""
+        s = sampling or Sampling()
+        plan = plan_prompt(
+            self.template,
+            messages,
+            tools=s.tools,
+            tool_choice=s.tool_choice,
+            parallel_tool_calls=s.parallel_tool_calls,
+            json_schema=s.json_schema,
+            grammar=s.grammar,
+            template_kwargs=s.template_kwargs,
+            bos_token=self.bos_text,
+            eos_token=self.eos_text,
+        )
+        if plan.text is not None:
+            tokens = self._tokenize(plan.text, add_special=False, parse_special=True)
+            return tokens, GGUF_TEMPLATE, [], plan
         return (
-            self._tokenize(transcript(messages), add_special=True, parse_special=False),
+            self._tokenize(transcript(plan.messages), add_special=True, parse_special=False),
             PLAIN_COMPLETION,
             list(TRANSCRIPT_STOPS),
+            plan,
         )
 
     # ------------------------------------------------------------------ generation
     def generate(
-        self, tokens: list[int], sampling: Sampling, template: str, stops: list[str]
+        self,
+        tokens: list[int],
+        sampling: Sampling,
+        template: str,
+        stops: list[str],
+        plan: PromptPlan | None = None,
     ) -> None:
         llama = self.llama
         t_start = time.perf_counter()
@@ -346,24 +368,63 @@ class _Host:
         t_prefilled = time.perf_counter()
         prefill_s = t_prefilled - t_start
         generated = 0
+        reasoning_tokens = 0
         decode_llama_s = 0.0  # time inside llama_decode between the first and last token
         text_parts: list[str] = []
+        reasoning_parts: list[str] = []
+        calls: list[ParsedCall] = []
+        all_logprobs: list[list[Any]] = []
         t_first = t_last = t_prefilled
+        parser = (
+            ReplyParser(plan.family, plan.tools, plan.in_reasoning, plan.generic)
+            if plan is not None
+            else None
+        )
+        grammar = plan.grammar if plan is not None else (
+            schema_grammar(sampling.json_schema) if sampling.json_schema is not None
+            else sampling.grammar
+        )  # fmt: skip
+        preserved = self._preserved_ids(plan.family.preserved if plan is not None else ())
         if cancelled:
             stop_reason = "cancelled"
         else:
-            chain = self._sampler(sampling)
+            try:
+                chain = self._sampler(sampling, grammar)
+            except ValueError as exc:
+                self.send("error", message=str(exc))
+                return
             try:
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 pending = ""
                 tok_arr = (llama.llama_token * 1)()
                 batch = llama.llama_batch_get_one(tok_arr, 1)
                 piece = self._piece
-                greedy = sampling.temperature <= 0 and sampling.repeat_penalty == 1.0
+                greedy = sampling.temperature <= 0 and not self._needs_chain(sampling, grammar)
                 n_vocab = llama.llama_vocab_n_tokens(self.vocab)
                 unsent: list[str] = []
+                unsent_reasoning: list[str] = []
+                unsent_lp: list[list[Any]] = []
                 call_s = 0.0  # the last llama_decode, counted once its token is
                 t_flushed = -FLUSH_S  # the first text is sent at once
+
+                def route(pieces: list[tuple[str, str]]) -> None:
+                    for kind, text in pieces:
+                        if kind == "reasoning":
+                            reasoning_parts.append(text)
+                            unsent_reasoning.append(text)
+                        else:
+                            text_parts.append(text)
+                            unsent.append(text)
+
+                def flush() -> None:
+                    if unsent_reasoning:
+                        self.send("reasoning", text="".join(unsent_reasoning))
+                        unsent_reasoning.clear()
+                    if unsent or unsent_lp:
+                        self.send("token", text="".join(unsent), logprobs=list(unsent_lp))
+                        unsent.clear()
+                        unsent_lp.clear()
+
                 while True:
                     if self.cancel.is_set():
                         stop_reason = "cancelled"
@@ -387,21 +448,25 @@ class _Host:
                         t_first = t_last
                     else:
                         decode_llama_s += call_s
-                    n = llama.llama_token_to_piece(self.vocab, tok, piece, 256, 0, False)
+                    if sampling.logprobs is not None:
+                        entry = self._logprob(tok, sampling.logprobs, n_vocab)
+                        unsent_lp.append(entry)
+                        all_logprobs.append(entry)
+                    n = llama.llama_token_to_piece(self.vocab, tok, piece, 256, 0, tok in preserved)
                     pending += decoder.decode(piece.raw[: max(n, 0)])
                     emit, pending, hit = _split_stop(pending, stops)
                     if self.cancel.is_set():
                         stop_reason = "cancelled"
                         break
+                    if parser is not None and parser.state == "reasoning":
+                        reasoning_tokens += 1
                     if emit:
-                        text_parts.append(emit)
-                        unsent.append(emit)
+                        route(parser.feed(emit) if parser is not None else [("content", emit)])
                         # The first text goes at once (time to first token); after that at
                         # most one message per FLUSH_S: each message wakes the client, which
                         # costs the decode loop ~0.1 ms and competes with llama.cpp's threads.
-                        if t_last - t_flushed >= FLUSH_S:
-                            self.send("token", text="".join(unsent), logprobs=[])
-                            unsent.clear()
+                        if t_last - t_flushed >= FLUSH_S and (unsent or unsent_reasoning):
+                            flush()
                             t_flushed = t_last
                     if hit:
                         stop_reason = "stop"
@@ -422,19 +487,29 @@ class _Host:
                         break
                     self.cached.append(tok)
                 if pending and stop_reason not in ("cancelled",):
-                    text_parts.append(pending)
-                    unsent.append(pending)
-                if unsent:  # what was generated before the stop goes out before "finished"
-                    self.send("token", text="".join(unsent), logprobs=[])
+                    route(parser.feed(pending) if parser is not None else [("content", pending)])
+                if parser is not None:
+                    held, calls, _error = parser.finish()
+                    route(held)  # a call that did not parse is kept as text, never lost
+                    if stop_reason == "cancelled":
+                        calls = []
+                flush()  # what was generated before the stop goes out before "finished"
             finally:
                 llama.llama_sampler_free(chain)
+        for i, call in enumerate(calls):
+            self.send("tool_call", index=i, id=call.id, name=call.name, arguments=call.arguments)
+        if calls and stop_reason in ("eos", "stop"):
+            stop_reason = "tool_calls"
         decode_s = t_last - t_first
         self.send(
             "finished",
             text="".join(text_parts),
-            tool_calls=[],
-            reasoning="",
-            logprobs=[],
+            tool_calls=[
+                {"index": i, "id": c.id, "name": c.name, "arguments": c.arguments}
+                for i, c in enumerate(calls)
+            ],
+            reasoning="".join(reasoning_parts),
+            logprobs=all_logprobs,
             metrics={
                 "prompt_tokens": evaluated,
                 "prefill_s": prefill_s,
@@ -447,20 +522,53 @@ class _Host:
                 "template": template,
                 "total_s": time.perf_counter() - t_start,
                 "cached_tokens": keep,
-                "reasoning_tokens": 0,
+                "reasoning_tokens": reasoning_tokens,
             },
         )
 
-    def _sampler(self, s: Sampling) -> Any:
+    @staticmethod
+    def _needs_chain(s: Sampling, grammar: str | None) -> bool:
+        """Whether greedy decoding must go through the sampler chain (anything that changes
+        the logits: penalties, biases, a grammar)."""
+        return bool(
+            grammar
+            or s.repeat_penalty != 1.0
+            or s.frequency_penalty
+            or s.presence_penalty
+            or s.logit_bias
+        )
+
+    def _sampler(self, s: Sampling, grammar: str | None = None) -> Any:
+        """llama.cpp's own sampler chain: grammar, penalties, logit bias, then the choice.
+
+        Raises ``ValueError`` for a grammar llama.cpp cannot parse.
+        """
         llama = self.llama
         chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
-        if s.repeat_penalty != 1.0:
-            n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+        n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+        if grammar:
+            g = llama.llama_sampler_init_grammar(self.vocab, grammar.encode("utf-8"), b"root")
+            if not g:
+                llama.llama_sampler_free(chain)
+                raise ValueError("llama.cpp could not parse the grammar for this request.")
+            llama.llama_sampler_chain_add(chain, g)
+        if s.repeat_penalty != 1.0 or s.frequency_penalty or s.presence_penalty:
             llama.llama_sampler_chain_add(
                 chain,
                 llama.llama_sampler_init_penalties(
-                    n_vocab, s.repeat_last_n, s.repeat_penalty, 0.0, 0.0
+                    n_vocab,
+                    s.repeat_last_n,
+                    s.repeat_penalty,
+                    s.frequency_penalty,
+                    s.presence_penalty,
                 ),
+            )
+        if s.logit_bias:
+            biases = (llama.llama_logit_bias * len(s.logit_bias))()
+            for i, (token, bias) in enumerate(s.logit_bias):
+                biases[i].token, biases[i].bias = int(token), float(bias)
+            llama.llama_sampler_chain_add(
+                chain, llama.llama_sampler_init_logit_bias(n_vocab, len(s.logit_bias), biases)
             )
         if s.temperature <= 0:
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
@@ -475,6 +583,32 @@ class _Host:
         seed = 0xFFFFFFFF if s.seed is None else s.seed & 0xFFFFFFFF
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed))
         return chain
+
+    def _preserved_ids(self, texts: tuple[str, ...]) -> frozenset[int]:
+        """Token ids of the markup a family's parser reads (special tokens llama.cpp would
+        otherwise render as nothing), as llama-server's "preserved tokens"."""
+        ids = set()
+        for text in texts:
+            toks = self._tokenize(text, add_special=False, parse_special=True)
+            if len(toks) == 1:
+                ids.add(toks[0])
+        return frozenset(ids)
+
+    def _logprob(self, tok: int, top_n: int, n_vocab: int) -> list[Any]:
+        """[token text, log-probability, [[alternative, log-probability], ...]] from the raw
+        logits the token was chosen from."""
+        logits = np.ctypeslib.as_array(
+            self.llama.llama_get_logits_ith(self.ctx, -1), shape=(n_vocab,)
+        )
+        peak = float(logits.max())
+        log_total = peak + float(np.log(np.exp(logits - peak).sum()))
+        top: list[list[Any]] = []
+        if top_n > 0:
+            k = min(top_n, n_vocab)
+            idx = np.argpartition(-logits, k - 1)[:k]
+            idx = idx[np.argsort(-logits[idx])]
+            top = [[self._token_text(int(i)), float(logits[i]) - log_total] for i in idx]
+        return [self._token_text(tok), float(logits[tok]) - log_total, top]
 
     # ------------------------------------------------------------------ loop
     def serve(self) -> None:
@@ -509,25 +643,48 @@ class _Host:
         except (TypeError, ValueError) as exc:
             self.send("error", message=f"Invalid sampling settings: {exc}")
             return
+        plan: PromptPlan | None = None
         if msg["mode"] == "chat":
             messages = msg["messages"] or []
-            if not all(
-                isinstance(m, dict)
-                and isinstance(m.get("role"), str)
-                and isinstance(m.get("content"), str)
-                for m in messages
-            ):
-                self.send("error", message="Messages need a 'role' and a text 'content'.")
+            problem = _message_problem(messages)
+            if problem:
+                self.send("error", message=problem)
                 return
             try:
-                tokens, template, stops = self.chat_prompt(messages)
-            except Exception as exc:  # the GGUF's template raised (sandboxed Jinja)
-                self.send("error", message=f"The model's chat template failed: {exc}")
-                return
+                tokens, template, stops, plan = self.chat_prompt(messages, sampling)
+            except (TemplateError, ValueError) as exc:  # the GGUF's template raised, or the
+                self.send("error", message=f"The request cannot be put to this model: {exc}")
+                return  # request contradicts itself (a named tool that is not given...)
         else:
             tokens = self._tokenize(msg["prompt"] or "", add_special=True, parse_special=False)
             template, stops = RAW_PROMPT, []
-        self.generate(tokens, sampling, template, stops)
+        self.generate(tokens, sampling, template, stops, plan)
+
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def _message_problem(messages: list[Any]) -> str | None:
+    """Why these messages cannot be rendered, or None: each has a known role and text
+    content (or, for an assistant, tool calls instead)."""
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            return "Messages need a 'role' (system, user, assistant or tool)."
+        content = m.get("content")
+        calls = m.get("tool_calls")
+        if calls is not None and not (
+            isinstance(calls, list)
+            and all(
+                isinstance(c, dict)
+                and isinstance(c.get("function"), dict)
+                and isinstance(c["function"].get("name"), str)
+                for c in calls
+            )
+        ):
+            return "An assistant's 'tool_calls' must be OpenAI function calls."
+        if not isinstance(content, str) and not (content is None and calls):
+            return "Messages need a 'role' and a text 'content'."
+    return None
 
 
 def transcript(messages: list[dict[str, str]]) -> str:

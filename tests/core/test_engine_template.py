@@ -18,6 +18,9 @@ GEMMA_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "{% if message['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
     "{% endif %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}"
     "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
     "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n"
     "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
@@ -80,7 +83,18 @@ def test_the_gguf_chat_template_is_used_and_reported(templated: EngineClient) ->
 def test_a_template_error_is_reported_and_the_model_stays_usable(
     templated: EngineClient,
 ) -> None:
-    with pytest.raises(EngineError, match="System role not supported"):
-        list(templated.chat([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}]))
+    # Gemma's template refuses a system role: like llama.cpp, the system prompt is folded
+    # into the first user turn instead of failing the chat.
+    events = list(
+        templated.chat(
+            [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "y"}],
+            Sampling(max_tokens=4),
+        )
+    )
+    assert isinstance(events[-1], ReplyFinished)
+    # A conversation the template refuses in every form is an error that names its reason.
+    two_users = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    with pytest.raises(EngineError, match="roles must alternate"):
+        list(templated.chat(two_users))
     events = list(templated.chat([{"role": "user", "content": "Hi"}], Sampling(max_tokens=4)))
     assert isinstance(events[-1], ReplyFinished)
