@@ -48,8 +48,9 @@ class _PageLayout(QVBoxLayout):
 
 
 SIDEBAR_MIN_WIDTH = 150
-# Left and right of a sidebar title: the item's padding and margin in the style sheet, + slack.
-SIDEBAR_ITEM_EXTRA = 2 * 14 + 2 * 6 + 8
+# Left and right of a sidebar title: the item's padding, margin and focus border in the style
+# sheet, and some slack (a title must never be elided).
+SIDEBAR_ITEM_EXTRA = 2 * 14 + 2 * 6 + 2 * 2 + 16
 
 # The smallest the window may get: below this the views would only be scroll bars.
 MINIMUM_SIZE = QSize(760, 480)

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import QApplication, QCheckBox, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QLineEdit,
+    QPushButton,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
 
 from launcher.chats import ChatMessage, ChatStore
 from launcher.machines import load_reference
@@ -282,6 +290,16 @@ def test_keyboard_focus_is_visible(qtbot) -> None:
         qtbot.waitUntil(w.hasFocus)
         focused = w.grab().toImage()
         assert plain != focused, f"{type(w).__name__} looks the same with the keyboard focus"
+    # The sidebar is as narrow as it can be, but its titles are never elided.
+    window.add_view("doctor", "Doctor & settings", QWidget())
+    metrics = window.sidebar.fontMetrics()
+    item = window.sidebar.item(2)
+    window.sidebar.setCurrentItem(item)
+    window.sidebar.setFocus()
+    # The item's margin, padding and focus border (style sheet), and the text margin of views.
+    text_margin = window.sidebar.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1
+    room = window.sidebar.visualItemRect(item).width() - 2 * (6 + 14 + 2 + text_margin)
+    assert metrics.horizontalAdvance(item.text()) <= room
     assert ":focus" in STYLE_SHEET
 
 
