@@ -388,19 +388,24 @@ class _Host:
         if cancelled:
             stop_reason = "cancelled"
         else:
-            try:
-                chain = self._sampler(sampling, grammar)
-            except ValueError as exc:
-                self.send("error", message=str(exc))
-                return
+            grammar_smpl = None
+            if grammar:
+                grammar_smpl = llama.llama_sampler_init_grammar(
+                    self.vocab, grammar.encode("utf-8"), b"root"
+                )
+                if not grammar_smpl:
+                    self.send("error", message="llama.cpp could not parse this request's grammar.")
+                    return
+            chain = self._sampler(sampling)
             try:
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 pending = ""
                 tok_arr = (llama.llama_token * 1)()
                 batch = llama.llama_batch_get_one(tok_arr, 1)
                 piece = self._piece
-                greedy = sampling.temperature <= 0 and not self._needs_chain(sampling, grammar)
+                greedy = sampling.temperature <= 0 and not self._needs_chain(sampling)
                 n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+                picker = _GrammarPicker(llama, self.ctx, n_vocab, chain, grammar_smpl, greedy)
                 unsent: list[str] = []
                 unsent_reasoning: list[str] = []
                 unsent_lp: list[list[Any]] = []
@@ -429,7 +434,9 @@ class _Host:
                     if self.cancel.is_set():
                         stop_reason = "cancelled"
                         break
-                    if greedy:
+                    if grammar_smpl is not None:
+                        tok = picker.pick()
+                    elif greedy:
                         # Argmax over a zero-copy view of llama.cpp's logits: the sampler chain
                         # would first build a candidate array over the whole vocabulary
                         # (262k entries for Gemma), a measurable share of a small model's step.
@@ -496,6 +503,8 @@ class _Host:
                 flush()  # what was generated before the stop goes out before "finished"
             finally:
                 llama.llama_sampler_free(chain)
+                if grammar_smpl is not None:
+                    llama.llama_sampler_free(grammar_smpl)
         for i, call in enumerate(calls):
             self.send("tool_call", index=i, id=call.id, name=call.name, arguments=call.arguments)
         if calls and stop_reason in ("eos", "stop"):
@@ -527,31 +536,19 @@ class _Host:
         )
 
     @staticmethod
-    def _needs_chain(s: Sampling, grammar: str | None) -> bool:
-        """Whether greedy decoding must go through the sampler chain (anything that changes
-        the logits: penalties, biases, a grammar)."""
+    def _needs_chain(s: Sampling) -> bool:
+        """Whether greedy decoding must go through the sampler chain (penalties and biases
+        change the logits)."""
         return bool(
-            grammar
-            or s.repeat_penalty != 1.0
-            or s.frequency_penalty
-            or s.presence_penalty
-            or s.logit_bias
+            s.repeat_penalty != 1.0 or s.frequency_penalty or s.presence_penalty or s.logit_bias
         )
 
-    def _sampler(self, s: Sampling, grammar: str | None = None) -> Any:
-        """llama.cpp's own sampler chain: grammar, penalties, logit bias, then the choice.
-
-        Raises ``ValueError`` for a grammar llama.cpp cannot parse.
-        """
+    def _sampler(self, s: Sampling) -> Any:
+        """llama.cpp's own sampler chain: penalties, logit bias, then the choice (a grammar is
+        a separate sampler, see ``_GrammarPicker``)."""
         llama = self.llama
         chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
         n_vocab = llama.llama_vocab_n_tokens(self.vocab)
-        if grammar:
-            g = llama.llama_sampler_init_grammar(self.vocab, grammar.encode("utf-8"), b"root")
-            if not g:
-                llama.llama_sampler_free(chain)
-                raise ValueError("llama.cpp could not parse the grammar for this request.")
-            llama.llama_sampler_chain_add(chain, g)
         if s.repeat_penalty != 1.0 or s.frequency_penalty or s.presence_penalty:
             llama.llama_sampler_chain_add(
                 chain,
@@ -685,6 +682,53 @@ def _message_problem(messages: list[Any]) -> str | None:
         if not isinstance(content, str) and not (content is None and calls):
             return "Messages need a 'role' and a text 'content'."
     return None
+
+
+class _GrammarPicker:
+    """Token choice under a grammar, the way llama-server does it (``common/sampling.cpp``):
+    choose as if unconstrained, let the grammar check that one token, and only when it is
+    rejected filter the whole vocabulary through the grammar and choose again. Filtering
+    262k candidates costs ~0.1 s a token on Gemma; checking one costs nothing, and a model
+    that follows the format is rarely corrected. Both samplers then accept the token."""
+
+    _DTYPE = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+    def __init__(
+        self, llama: Any, ctx: Any, n_vocab: int, chain: Any, grammar: Any, greedy: bool
+    ) -> None:
+        self.llama, self.ctx, self.n_vocab = llama, ctx, n_vocab
+        self.chain, self.grammar, self.greedy = chain, grammar, greedy
+        self.cand = np.zeros(n_vocab, dtype=self._DTYPE)
+        self.one = np.zeros(1, dtype=self._DTYPE)
+
+    def _array(self, buf: np.ndarray) -> Any:
+        ptr = buf.ctypes.data_as(self.llama.llama_token_data_p)
+        return self.llama.llama_token_data_array(ptr, len(buf), -1, False)
+
+    def _choose(self, logits: np.ndarray, constrained: bool) -> int:
+        cand = self.cand
+        cand["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        cand["logit"] = logits
+        cand["p"] = 0.0
+        arr = self._array(cand)
+        if constrained:
+            self.llama.llama_sampler_apply(self.grammar, ctypes.byref(arr))
+        self.llama.llama_sampler_apply(self.chain, ctypes.byref(arr))
+        return int(cand["id"][arr.selected])
+
+    def pick(self) -> int:
+        llama = self.llama
+        logits = np.ctypeslib.as_array(
+            llama.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,)
+        )
+        tok = int(logits.argmax()) if self.greedy else self._choose(logits, False)
+        self.one["id"], self.one["logit"], self.one["p"] = tok, 1.0, 0.0
+        llama.llama_sampler_apply(self.grammar, ctypes.byref(self._array(self.one)))
+        if not np.isfinite(self.one["logit"][0]):
+            tok = self._choose(logits, True)
+        llama.llama_sampler_accept(self.grammar, tok)
+        llama.llama_sampler_accept(self.chain, tok)
+        return tok
 
 
 def transcript(messages: list[dict[str, str]]) -> str:
