@@ -50,6 +50,13 @@ def dark_palette() -> QPalette:
         QPalette.ColorRole.Highlight: "#3b82f6",
         QPalette.ColorRole.HighlightedText: "#ffffff",
         QPalette.ColorRole.Link: "#8ab4f8",
+        # The bevel shades: the style sheet draws button borders with them (left unset they
+        # keep the light palette's, bright on dark).
+        QPalette.ColorRole.Light: "#4a4d52",
+        QPalette.ColorRole.Midlight: "#3a3c40",
+        QPalette.ColorRole.Mid: "#6b6f75",
+        QPalette.ColorRole.Dark: "#141517",
+        QPalette.ColorRole.Shadow: "#000000",
     }
     for role, colour in roles.items():
         p.setColor(role, QColor(colour))
