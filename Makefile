@@ -46,6 +46,7 @@ bench: setup
 
 screenshots: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m ui.screenshots docs
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m ui.screenshots --fit docs/fit
 
 package: setup
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[package]'
