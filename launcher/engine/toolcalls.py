@@ -178,27 +178,28 @@ def parse_llama3(text: str) -> list[ParsedCall]:
 
 def parse_mistral(text: str) -> list[ParsedCall]:
     """``[TOOL_CALLS][{...}, ...]`` (Nemo, Small 3.1) or ``[TOOL_CALLS]NAME[ARGS]{...}``
-    (Small 3.2, Devstral, Magistral; ``[CALL_ID]id`` may sit between)."""
+    (Small 3.2, Devstral, Magistral; ``[CALL_ID]id`` may sit between). Read call by call, so
+    a string argument may contain the markers."""
     calls: list[ParsedCall] = []
-    parts = text.split("[TOOL_CALLS]")[1:]
-    if not parts:
+    pos = text.find("[TOOL_CALLS]")
+    if pos < 0:
         raise ToolCallParseError("no [TOOL_CALLS] found")
-    for part in parts:
-        stripped = part.lstrip()
-        if stripped.startswith("["):
-            arr, _ = _json_at(stripped, 0)
+    while pos >= 0:
+        pos += len("[TOOL_CALLS]")
+        rest = text[pos:].lstrip()
+        if rest.startswith("["):
+            arr, end = _json_at(text, pos)
             if not isinstance(arr, list):
                 raise ToolCallParseError("[TOOL_CALLS] must be followed by a JSON array")
             calls += [_call_from_obj(o) for o in arr]
-            continue
-        name, sep, rest = part.partition("[ARGS]")
-        if not sep:
-            raise ToolCallParseError("[TOOL_CALLS] without a JSON array or [ARGS]")
-        call_id = ""
-        if "[CALL_ID]" in name:
-            name, _, call_id = name.partition("[CALL_ID]")
-        args, _ = _json_at(rest, 0)
-        calls.append(_call_from_obj({"name": name.strip(), "arguments": args, "id": call_id}))
+        else:
+            marker = text.find("[ARGS]", pos)
+            if marker < 0:
+                raise ToolCallParseError("[TOOL_CALLS] without a JSON array or [ARGS]")
+            name, _, call_id = text[pos:marker].partition("[CALL_ID]")
+            args, end = _json_at(text, marker + len("[ARGS]"))
+            calls.append(_call_from_obj({"name": name.strip(), "arguments": args, "id": call_id}))
+        pos = text.find("[TOOL_CALLS]", end)
     return calls
 
 
@@ -230,20 +231,25 @@ def parse_granite(text: str) -> list[ParsedCall]:
 
 
 _GLM_CALL = re.compile(r"<tool_call>\s*([^<\n]+?)\s*(?=<arg_key>|</tool_call>|\n)")
-_GLM_ARG = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.S)
+_GLM_ARG = re.compile(r"\s*<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.S)
 
 
 def parse_glm(text: str, schemas: Mapping[str, dict[str, Any]]) -> list[ParsedCall]:
-    """GLM 4.5-4.7: ``<tool_call>NAME<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>``."""
+    """GLM 4.5-4.7: ``<tool_call>NAME<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>``.
+
+    Arguments are read one after another from the name on, so a value may contain any text
+    but its own closing tag (``</tool_call>`` included)."""
     calls: list[ParsedCall] = []
-    for m in _GLM_CALL.finditer(text):
+    pos = 0
+    while (m := _GLM_CALL.search(text, pos)) is not None:
         name = m.group(1).strip()
-        end = text.find("</tool_call>", m.end())
-        body = text[m.end() : end if end >= 0 else len(text)]
         props = (schemas.get(name) or {}).get("properties", {})
-        args = {
-            k.strip(): _typed_value(v, props.get(k.strip(), {})) for k, v in _GLM_ARG.findall(body)
-        }
+        args: dict[str, Any] = {}
+        pos = m.end()
+        while (a := _GLM_ARG.match(text, pos)) is not None:
+            key = a.group(1).strip()
+            args[key] = _typed_value(a.group(2), props.get(key, {}))
+            pos = a.end()
         calls.append(ParsedCall(name, json.dumps(args, ensure_ascii=False)))
     if not calls:
         raise ToolCallParseError("no <tool_call>NAME block found")
@@ -734,6 +740,7 @@ class ReplyParser:
     def __post_init__(self) -> None:
         self._state = "calls" if self.generic else ("reasoning" if self.in_reasoning else "content")
         self._seen_content = False
+        self._after_reasoning = False  # new lines right after the reasoning are layout
 
     @property
     def state(self) -> str:
@@ -758,8 +765,9 @@ class ReplyParser:
                 if i >= 0:
                     if i:
                         out.append(("reasoning", self._pending[:i]))
-                    self._pending = self._pending[i + len(end) :].lstrip("\n")
+                    self._pending = self._pending[i + len(end) :]
                     self._state = "content"
+                    self._after_reasoning = True
                     continue
                 hold = _partial_suffix(self._pending, [end]) if end else 0
                 safe = self._pending[: len(self._pending) - hold]
@@ -768,6 +776,11 @@ class ReplyParser:
                 self._pending = self._pending[len(safe) :]
                 break
             # content
+            if self._after_reasoning:
+                self._pending = self._pending.lstrip("\n")
+                if not self._pending:
+                    break
+                self._after_reasoning = False
             think_open = self.family.think[0] if self.family.think else None
             if think_open and not self._seen_content:
                 stripped = self._pending.lstrip()
@@ -897,7 +910,9 @@ def plan_prompt(
         except Exception:
             generic = True  # the template cannot show these tools: say them in words
         else:
-            if forced:
+            if not all(t["name"] in text for t in active):
+                generic, text = True, None  # it rendered without them (DeepSeek R1 Distill)
+            elif forced:
                 out_grammar = call_grammar(family, active, tool_choice, parallel_tool_calls)
     uses_tools = any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
     if generic or (uses_tools and not family.native):
