@@ -83,7 +83,7 @@ def run() -> str:
     rows = [
         ["free decode (counting)", f"{med(free):.1f} tok/s", ""],
         ["JSON-schema grammar decode", f"{med(constrained):.1f} tok/s", f"**{med(ratios):.2f}**"],
-        [f"10 tools, first turn ({prompt_tokens} prompt tokens)", f"{med(first) * 1000:.0f} ms", ""],
+        [f"10 tools, first turn ({prompt_tokens} prompt tokens)", f"{med(first) * 1e3:.0f} ms", ""],
         [
             f"10 tools, follow-up turn ({cached} tokens from the KV cache)",
             f"{med(follow) * 1000:.0f} ms",
