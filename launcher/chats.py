@@ -57,9 +57,12 @@ class ChatMessage:
     model: str | None = None  # the model that wrote an assistant reply
     metrics: dict[str, Any] | None = None  # ttft_s, decode_tokens_per_s, generated_tokens, ...
     incomplete: bool = False  # the reply was stopped, or the model host crashed mid-reply
+    reasoning: str = ""  # the model's reasoning before the reply (shown folded, never resent)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content, "created": self.created}
+        if self.reasoning:
+            d["reasoning"] = self.reasoning
         if self.model is not None:
             d["model"] = self.model
         if self.metrics is not None:
@@ -81,6 +84,7 @@ class ChatMessage:
             model=d.get("model") if isinstance(d.get("model"), str) else None,
             metrics=metrics if isinstance(metrics, dict) else None,
             incomplete=bool(d.get("incomplete", False)),
+            reasoning=str(d.get("reasoning") or ""),
         )
 
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from launcher.engine.events import HostCrashed
+from launcher.engine.events import HostCrashed, ReasoningToken
 from launcher.errors import LauncherError, ModelLoadError
 
 # At most this many token batches per second cross to the GUI thread.
@@ -63,6 +63,7 @@ class ModelHostWorker(QObject):
     load_progress = Signal(float)  # 0.0 .. 1.0 (llama.cpp's own progress)
     load_finished = Signal(object)  # the engine's Loaded info
     token_received = Signal(str)  # one or more tokens' text, coalesced
+    reasoning_received = Signal(str)  # the model's reasoning text (shown folded), as it streams
     reply_finished = Signal(object)  # ReplyFinished (metrics), also after a stop
     memory_measured = Signal(object)  # bytes the model host holds (RSS + GPU), after a reply
     failed = Signal(str)  # a load or chat error, as the message to show
@@ -110,6 +111,9 @@ class ModelHostWorker(QObject):
                 if pending:
                     self.token_received.emit("".join(pending))
                     pending.clear()
+                if isinstance(event, ReasoningToken):
+                    self.reasoning_received.emit(event.text)
+                    continue
                 if kind == "ReplyFinished":
                     self._measure_memory()
                     self.reply_finished.emit(event)

@@ -43,8 +43,14 @@ class Loaded:
 class FakeEngine:
     """Streams ``reply`` word by word; ``hold`` keeps streaming until cancelled."""
 
-    def __init__(self, reply: str = "Hello **world**, nice to meet you.", hold: bool = False):
+    def __init__(
+        self,
+        reply: str = "Hello **world**, nice to meet you.",
+        hold: bool = False,
+        reasoning: str = "",
+    ):
         self.reply = reply
+        self.reasoning = reasoning  # streamed first, as the engine's ReasoningToken events
         self.hold = hold
         self.crash_after: int | None = None
         self.fail_load: str | None = None
@@ -80,6 +86,11 @@ class FakeEngine:
         self.prompts.append(messages)
         self.sampling.append(sampling)
         self.cancelled.clear()
+        if self.reasoning:
+            from launcher.engine.events import ReasoningToken
+
+            for piece in self.reasoning.split(" "):
+                yield ReasoningToken(piece + " ")
         words = self.reply.split(" ")
         n = 0
         i = 0

@@ -36,6 +36,7 @@ def metrics_from(event: Any, loaded: Any = None, plan: Any = None) -> dict[str, 
         "generated_tokens": ("generated_tokens", "completion_tokens"),
         "stop_reason": ("stop_reason", "finish_reason"),
         "remote": ("remote",),  # "NAME (URL)": a remote server's reply, measured here
+        "reasoning_tokens": ("reasoning_tokens",),
     }.items():
         for name in names:
             value = src.get(name) if isinstance(src, dict) else getattr(src, name, None)
@@ -65,6 +66,7 @@ class ChatSession(QObject):
     message_added = Signal(object)  # ChatMessage (user or error note)
     reply_started = Signal(str)  # model name
     reply_text_received = Signal(str)  # coalesced token text
+    reply_reasoning_received = Signal(str)  # reasoning text, shown folded above the reply
     reply_ended = Signal(object)  # the finished ChatMessage (metrics, incomplete)
     conversation_saved = Signal(object)  # ConversationSummary
     conversation_removed = Signal(str)  # id
@@ -101,6 +103,8 @@ class ChatSession(QObject):
         self._memory_bytes: int | None = None  # the host's footprint after the last reply
         self._last_save = 0.0
         self.safe_offer: HostCrashed | None = None  # the crash whose safe settings are offered
+        self._reasoning_started = 0.0
+        self._reasoning_s: float | None = None
 
     # ------------------------------------------------------------------ conversations
     def _new_conversation(self) -> Conversation:
@@ -184,6 +188,7 @@ class ChatSession(QObject):
         host.worker.load_progress.connect(self._on_load_progress)
         host.worker.load_finished.connect(self._on_load_finished)
         host.worker.token_received.connect(self._on_tokens)
+        host.worker.reasoning_received.connect(self._on_reasoning)
         host.worker.memory_measured.connect(self._on_memory_measured)
         host.worker.reply_finished.connect(self._on_reply_finished)
         host.worker.failed.connect(self._on_failed)
@@ -261,14 +266,25 @@ class ChatSession(QObject):
         assert self.host is not None
         messages = self.conversation.prompt_messages()
         self._reply = self.conversation.add("assistant", "", model=self.model_name)
+        self._reasoning_started, self._reasoning_s = 0.0, None
         self._save()
         self._set_state("busy")
         self.reply_started.emit(self.model_name)
         self.host.chat(messages, self.conversation.sampling())
 
+    def _on_reasoning(self, text: str) -> None:
+        if self._reply is None or self._stale():
+            return
+        if not self._reply.reasoning:
+            self._reasoning_started = time.monotonic()
+        self._reply.reasoning += text
+        self.reply_reasoning_received.emit(text)
+
     def _on_tokens(self, text: str) -> None:
         if self._reply is None or self._stale():
             return
+        if self._reply.reasoning and self._reasoning_s is None:
+            self._reasoning_s = time.monotonic() - self._reasoning_started
         self._reply.content += text
         self.reply_text_received.emit(text)
         if time.monotonic() - self._last_save > SAVE_INTERVAL_S:
@@ -282,6 +298,12 @@ class ChatSession(QObject):
         if self._reply is None or self._stale():
             return
         metrics = metrics_from(event, self.loaded, self.plan)
+        if self._reply.reasoning:
+            # Time spent reasoning: first reasoning text to the first answer text (or the end).
+            end = self._reasoning_s
+            metrics["reasoning_s"] = (
+                end if end is not None else time.monotonic() - self._reasoning_started
+            )
         if self._memory_bytes is not None:
             metrics["memory_bytes"] = self._memory_bytes
         stopped = metrics.get("stop_reason") in ("cancelled", "canceled", "cancel", "stopped")
