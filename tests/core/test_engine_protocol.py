@@ -69,14 +69,19 @@ def test_load_failures_say_what_to_do(line: str, expect: str) -> None:
 
 
 def test_protocol_round_trip_and_rejects_malformed_messages() -> None:
-    data = encode("token", text="héllo")
-    assert decode(data) == {"type": "token", "text": "héllo"}
+    data = encode("token", text="héllo", logprobs=[])
+    assert decode(data) == {"type": "token", "text": "héllo", "logprobs": []}
+    call = {"index": 0, "id": "call_1", "name": "add", "arguments": "{}"}
+    assert decode(encode("tool_call", **call)) == {"type": "tool_call", **call}
     bad = [
         b"\x80\x81",  # not UTF-8
         b"[1, 2]",  # not an object
         json.dumps({"type": "exec", "code": "x"}).encode(),  # unknown type
         json.dumps({"type": "token"}).encode(),  # missing field
-        json.dumps({"type": "token", "text": 5}).encode(),  # wrong type
+        json.dumps({"type": "token", "text": 5, "logprobs": []}).encode(),  # wrong type
+        json.dumps(
+            {"type": "tool_call", "index": 0, "id": "c", "name": 3, "arguments": ""}
+        ).encode(),  # a call whose name is not text
         json.dumps({"type": "progress", "fraction": True}).encode(),  # bool is not a number
         json.dumps(
             {"type": "finished", "text": "", "metrics": {"stop_reason": "eos"}}
