@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 from launcher.machines import load_reference
 from launcher.paths import AppPaths
@@ -22,7 +23,9 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
 
 
-def test_offline_first_run_recommends_and_the_starter_chats(qtbot, app_home, offline) -> None:
+def test_offline_first_run_recommends_and_the_starter_chats(
+    qtbot, app_home, offline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = FakeEngine()
     ctx = AppContext(
         AppPaths.default(),
@@ -55,7 +58,14 @@ def test_offline_first_run_recommends_and_the_starter_chats(qtbot, app_home, off
         lib = ctx.library_view
         lib.table.setCurrentIndex(ctx.local_models.index(0, 0))
         assert lib.delete_button.isEnabled()
+        asked: list[str] = []  # Delete asks first; the user says yes
+        monkeypatch.setattr(
+            QMessageBox,
+            "question",
+            lambda _parent, _title, text, *_a: asked.append(text) or QMessageBox.StandardButton.Yes,
+        )
         qtbot.mouseClick(lib.delete_button, Qt.MouseButton.LeftButton)
+        assert path.name in asked[0]
         qtbot.waitUntil(lambda: ctx.local_models.rowCount() == 0, timeout=20000)
         assert "GB freed" in lib.message.text()
         assert not path.exists()
