@@ -1,9 +1,11 @@
-"""``spark-launcher serve MODEL... [--host H] [--port P] [--api-key K] [--ctx N]``.
+"""``spark-launcher serve MODEL... [--host H] [--port P] [--api-key K] [--cors-origin URL]``.
 
-Loads each model in its own host process and serves them over the OpenAI-compatible API
-(``launcher.server``) until Ctrl-C. Bound to 127.0.0.1 by default; any other address needs
-an API key (also read from ``SPARK_LAUNCHER_API_KEY``). ``--json`` prints one JSON line
-when ready (``{"url": ..., "models": [...]}``), which scripts and tests wait for.
+Loads each model in its own host process and serves them over the local API
+(``launcher.server``: OpenAI chat/completions/responses, Anthropic messages) until Ctrl-C.
+Bound to 127.0.0.1 by default; any other address needs an API key (also read from
+``SPARK_LAUNCHER_API_KEY``). CORS is off unless ``--cors-origin`` allows an origin.
+``--json`` prints one JSON line when ready (``{"url": ..., "models": [...]}``), which scripts
+and tests wait for.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ def register(subparsers: Any) -> None:
         help=f"key clients must send as 'Authorization: Bearer KEY' (or ${API_KEY_ENV}); "
         "required for any address other than loopback",
     )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="let web pages from this origin call the API (e.g. http://localhost:3000; "
+        "repeatable; * for any). CORS is off by default",
+    )
     p.add_argument("--ctx", type=int, default=4096, help="context size in tokens (default 4096)")
     p.add_argument(
         "--gpu-layers", type=int, default=None, help="layers on the GPU (default: the plan's)"
@@ -60,10 +70,11 @@ def register(subparsers: Any) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from launcher.server.httpd import LocalApiServer, check_bind
+    from launcher.server.httpd import LocalApiServer, check_bind, check_origins
 
-    # Refuse an unsafe address before spending time loading models.
+    # Refuse an unsafe address or a bad origin before spending time loading models.
     check_bind(args.host, args.api_key)
+    check_origins(args.cors_origin)
     paths = [resolve_model(m) for m in args.models]
     registry = ModelRegistry()
     shared: list[SharedModel] = []
@@ -93,7 +104,13 @@ def handler(args: argparse.Namespace) -> int:
             )
             if stop.is_set():
                 return 130
-        server = LocalApiServer(registry, host=args.host, port=args.port, api_key=args.api_key)
+        server = LocalApiServer(
+            registry,
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            cors_origins=args.cors_origin,
+        )
         server.start()
         if args.json:
             print(json.dumps({"url": server.url, "models": registry.names()}), flush=True)

@@ -6,7 +6,8 @@ Pure mapping, like ``openai_api.py``. In: ``system`` (a string or text blocks), 
 ``tool_result`` blocks (``role: tool`` messages), ``thinking`` blocks (the assistant's
 ``reasoning_content``), ``tools`` / ``tool_choice`` (auto, any = required, tool = named, none;
 ``disable_parallel_tool_use``), ``stop_sequences``, ``temperature``/``top_p``/``top_k`` and
-``thinking`` (enabled/disabled -> the template's ``enable_thinking``). Out: ``thinking``,
+``thinking`` (enabled/disabled -> the template's ``enable_thinking``), ``output_config``
+(``effort`` -> the template's ``reasoning_effort``, ``format`` -> a JSON schema). Out: ``thinking``,
 ``text`` and ``tool_use`` content blocks, ``stop_reason`` (end_turn, max_tokens,
 stop_sequence, tool_use), usage; streamed as ``message_start``, ``content_block_start`` /
 ``_delta`` (text_delta, thinking_delta, input_json_delta) / ``_stop``, ``message_delta`` with
@@ -154,9 +155,16 @@ def _tools(req: s.MessagesRequest | s.CountTokensRequest) -> dict[str, Any]:
         kw["tool_choice"] = tool_choice(mapped, named, tools)
         if choice.disable_parallel_tool_use is not None:
             kw["parallel_tool_calls"] = not choice.disable_parallel_tool_use
+    template_kwargs: dict[str, Any] = {}
     thinking = req.thinking
     if thinking is not None and thinking.type != "adaptive":
-        kw["template_kwargs"] = {"enable_thinking": thinking.type == "enabled"}
+        template_kwargs["enable_thinking"] = thinking.type == "enabled"
+    config = getattr(req, "output_config", None)
+    if config is not None and config.effort is not None:
+        template_kwargs["reasoning_effort"] = config.effort
+    if config is not None and config.format is not None:
+        kw["json_schema"] = config.format.schema_
+    kw["template_kwargs"] = template_kwargs
     return kw
 
 
@@ -246,9 +254,13 @@ async def count_tokens(
 
 
 # ---------------------------------------------------------------------- replies
-def stop_reason(done: ReplyFinished) -> str:
+def stop_reason(done: ReplyFinished, stop_sequences: tuple[str, ...] = ()) -> str:
+    """Anthropic's stop reason. The engine's ``stop`` is also the end of a plain-completion
+    turn (its own ``User:`` stop), so it is ``stop_sequence`` only when the client gave some."""
     if done.tool_calls:
         return "tool_use"
+    if done.metrics.stop_reason == "stop" and not stop_sequences:
+        return "end_turn"
     return STOP_REASONS.get(done.metrics.stop_reason, "end_turn")
 
 
@@ -305,7 +317,7 @@ class AnthropicRenderer:
                 }
             )
         msg = self._message(content, anthropic_usage(done.metrics))
-        msg["stop_reason"] = stop_reason(done)
+        msg["stop_reason"] = stop_reason(done, self.options.stop_sequences)
         msg["stop_sequence"] = self._stop_sequence(done)
         return msg
 
@@ -368,7 +380,10 @@ class AnthropicRenderer:
 
     def stream_end(self, done: ReplyFinished) -> bytes:
         out = self._render(self.blocks.finish())
-        delta = {"stop_reason": stop_reason(done), "stop_sequence": self._stop_sequence(done)}
+        delta = {
+            "stop_reason": stop_reason(done, self.options.stop_sequences),
+            "stop_sequence": self._stop_sequence(done),
+        }
         out += sse(
             {"type": "message_delta", "delta": delta, "usage": anthropic_usage(done.metrics)},
             "message_delta",

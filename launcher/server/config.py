@@ -1,5 +1,5 @@
-"""What the app remembers about its local API between runs: address, port, key, and whether to
-serve again at launch (it was on when the app closed).
+"""What the app remembers about its local API between runs: address, port, key, the web origins
+allowed to call it (CORS), and whether to serve again at launch (it was on when the app closed).
 
 Stored in its own file, ``<config>/local_api.json``, written atomically and readable by this
 user only (it holds the API key), like the remote servers' ``remotes.json``. A missing or
@@ -25,6 +25,8 @@ class ApiConfig:
     port: int = DEFAULT_PORT
     api_key: str | None = None
     serve_on_launch: bool = False
+    #: Web origins whose pages may call the API from a browser (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
 
 
 def config_file(paths: AppPaths) -> Path:
@@ -38,6 +40,7 @@ def load_api_config(paths: AppPaths) -> ApiConfig:
         return ApiConfig()
     host, port, key = data.get("host"), data.get("port"), data.get("api_key")
     on = data.get("serve_on_launch")
+    origins = data.get("cors_origins")
     return ApiConfig(
         host=host.strip() if isinstance(host, str) and host.strip() else DEFAULT_HOST,
         port=port
@@ -45,6 +48,9 @@ def load_api_config(paths: AppPaths) -> ApiConfig:
         else DEFAULT_PORT,
         api_key=key if isinstance(key, str) and key else None,
         serve_on_launch=on if isinstance(on, bool) else False,
+        cors_origins=tuple(o for o in origins if isinstance(o, str) and o)
+        if isinstance(origins, list)
+        else (),
     )
 
 
@@ -59,5 +65,6 @@ def save_api_config(paths: AppPaths, config: ApiConfig) -> None:
             "port": config.port,
             "api_key": config.api_key,
             "serve_on_launch": config.serve_on_launch,
+            "cors_origins": list(config.cors_origins),
         },
     )

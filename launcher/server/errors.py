@@ -3,6 +3,7 @@ as OpenAI's ``{"error": {...}}`` or Anthropic's ``{"type": "error", "error": {..
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,9 +71,22 @@ def unloaded_error() -> ApiError:
     )
 
 
+_DOES_NOT_FIT = re.compile(r"\((\d+) tokens\) does not fit in the context \((\d+) tokens\)")
+
+
 def context_error(message: str) -> ApiError:
     """An engine refusal before any token: ``context_length_exceeded`` when the prompt does
-    not fit (the message names both sizes), else a plain 400."""
-    if "does not fit in the context" in message:
-        return ApiError(400, message, param="messages", code="context_length_exceeded")
+    not fit, worded like OpenAI's (LiteLLM and LangChain match the code, some clients the
+    words) with both sizes; else a plain 400."""
+    fit = _DOES_NOT_FIT.search(message)
+    if fit:
+        prompt, n_ctx = fit.groups()
+        return ApiError(
+            400,
+            f"This model's maximum context length is {n_ctx} tokens. However, your messages "
+            f"resulted in {prompt} tokens. Shorten the conversation, or load the model with a "
+            "larger context.",
+            param="messages",
+            code="context_length_exceeded",
+        )
     return ApiError(400, message, code="request_refused")

@@ -429,7 +429,7 @@ class OpenAIRenderer:
 
 
 # ---------------------------------------------------------------------- models
-_THINKING = re.compile(r"<think>|\breasoning|\bthinking", re.IGNORECASE)
+_THINKING = re.compile(r"<think>|reasoning|thinking", re.IGNORECASE)
 
 
 def capabilities(loaded: Any) -> dict[str, bool]:

@@ -163,6 +163,17 @@ class AnthropicToolChoice(Strict):
 class AnthropicThinking(Strict):
     type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: int | None = Field(default=None, ge=0)
+    display: Literal["summarized"] | None = None  # this server always shows the thinking
+
+
+class AnthropicJsonFormat(Strict):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class AnthropicOutputConfig(Strict):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: AnthropicJsonFormat | None = None
 
 
 class AnthropicMessage(Strict):
@@ -183,6 +194,7 @@ class MessagesRequest(Strict):
     tools: list[AnthropicTool] | None = None
     tool_choice: AnthropicToolChoice | None = None
     thinking: AnthropicThinking | None = None
+    output_config: AnthropicOutputConfig | None = None
     metadata: dict[str, Any] | None = None
 
 
@@ -303,7 +315,9 @@ def validate(model: type[M], body: Any) -> M:
                 param=path,
                 code="unsupported_parameter",
             ) from None
-        first = errors[0]
+        # A wrong "type" explains the rest (a server tool has no input_schema): name it first.
+        typed = [e for e in errors if e["loc"] and e["loc"][-1] == "type"]
+        first = (typed or errors)[0]
         path = _field_path(first["loc"])
         if first["type"] == "missing":
             raise ApiError(400, f"'{path}' is required.", param=path) from None

@@ -59,7 +59,9 @@ class ServerController(QObject):
     def url(self) -> str:
         return str(self.server.url) if self.server is not None else ""
 
-    def start(self, host: str, port: int, api_key: str | None) -> bool:
+    def start(
+        self, host: str, port: int, api_key: str | None, cors_origins: tuple[str, ...] = ()
+    ) -> bool:
         """Listen now (binding is instant); False with the core's message when refused."""
         if self.server is not None:
             return True
@@ -67,7 +69,12 @@ class ServerController(QObject):
 
         try:
             server = LocalApiServer(
-                self.registry, host=host, port=port, api_key=api_key, request_log=self.log
+                self.registry,
+                host=host,
+                port=port,
+                api_key=api_key,
+                request_log=self.log,
+                cors_origins=cors_origins,
             )
             server.start()
         except LauncherError as exc:
@@ -204,6 +211,7 @@ class ServerView(QWidget):
             port=self.port_field.value(),
             api_key=self.key_field.text().strip() or None,
             serve_on_launch=serving,
+            cors_origins=self.initial_config.cors_origins,  # edited in local_api.json only
         )
 
     def serve_if_configured(self) -> None:
@@ -214,7 +222,9 @@ class ServerView(QWidget):
     def _on_switch_toggled(self, on: bool) -> None:
         config = self.config(serving=on)
         if on:
-            if not self.controller.start(config.host, config.port, config.api_key):
+            if not self.controller.start(
+                config.host, config.port, config.api_key, config.cors_origins
+            ):
                 self.switch.blockSignals(True)
                 self.switch.setChecked(False)
                 self.switch.blockSignals(False)
