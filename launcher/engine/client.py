@@ -34,6 +34,7 @@ from launcher.engine.calibrate import conditions_since, cpu_mark
 from launcher.engine.crashes import CrashHistory, classify, safe_settings
 from launcher.engine.events import (
     BufferSize,
+    Embeddings,
     EngineParams,
     Event,
     HostCrashed,
@@ -285,6 +286,26 @@ class EngineClient:
         """
         plain = [_plain_message(m) for m in messages]
         return self._stream({"mode": "chat", "messages": plain, "prompt": None}, sampling)
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed ``texts`` with the loaded model (its own pooling, else mean pooling), for RAG
+        clients. The chat's cached prompt prefix is dropped. Raises ``EngineError`` for an
+        empty or too long input, ``HostCrashedError`` if the host dies."""
+        with self._request_lock:
+            if self._conn is None or self.loaded is None:
+                raise EngineError("No model is loaded: load a model first.")
+            self._send("embed", texts=[str(t) for t in texts])
+            msg = self._recv()
+            if msg is None:
+                raise self._collect_crash().as_error()
+            if msg["type"] == "error":
+                raise EngineError(msg["message"])
+            if msg["type"] != "embeddings":
+                raise EngineError(f"The model host sent {msg['type']!r} to an embed request.")
+            return Embeddings(
+                vectors=tuple(tuple(float(x) for x in v) for v in msg["vectors"]),
+                prompt_tokens=int(msg["prompt_tokens"]),
+            )
 
     def complete(self, prompt: str, sampling: Sampling | None = None) -> Iterator[Event]:
         """Stream a plain completion of ``prompt`` (no template); events as in :meth:`chat`."""

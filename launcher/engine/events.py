@@ -337,6 +337,14 @@ class ReplyFinished:
 
 
 @dataclass(frozen=True)
+class Embeddings:
+    """One L2-normalised vector per input text, and the tokens they took."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
 class HostCrashed:
     """The host process died; the client is usable again and can load a model.
 

@@ -105,6 +105,7 @@ class _Host:
         self.vocab: Any = None
         self.n_ctx = 0
         self.n_batch = 512
+        self.n_ubatch = 512
         self.template: str | None = None
         self.bos_text = ""
         self.eos_text = ""
@@ -207,6 +208,7 @@ class _Host:
         self.vocab = llama.llama_model_get_vocab(model)
         self.n_ctx = llama.llama_n_ctx(ctx)
         self.n_batch = params.n_batch
+        self.n_ubatch = min(params.n_ubatch, params.n_batch)
         raw_template = llama.llama_model_chat_template(model, None)
         self.template = raw_template.decode("utf-8", errors="replace") if raw_template else None
         self.bos_text = self._token_text(llama.llama_vocab_bos(self.vocab))
@@ -607,6 +609,65 @@ class _Host:
             top = [[self._token_text(int(i)), float(logits[i]) - log_total] for i in idx]
         return [self._token_text(tok), float(logits[tok]) - log_total, top]
 
+    # ------------------------------------------------------------------ embeddings
+    def embed(self, texts: list[str]) -> None:
+        """One L2-normalised vector per text: the model's own pooling when its GGUF sets one
+        (embedding models), else the mean of the last layer's token embeddings."""
+        llama = self.llama
+        mem = llama.llama_get_memory(self.ctx)
+        n_embd = int(
+            llama.llama_model_n_embd_out(self.model) or llama.llama_model_n_embd(self.model)
+        )
+        pooled = llama.llama_pooling_type(self.ctx) != llama.LLAMA_POOLING_TYPE_NONE
+        limit = min(self.n_ctx, self.n_batch, self.n_ubatch)
+        encoded = [self._tokenize(t, add_special=True, parse_special=False) for t in texts]
+        for i, toks in enumerate(encoded):
+            if not texts[i] or not toks:
+                self.send("error", message=f"Input {i} is empty: nothing to embed.")
+                return
+            if len(toks) > limit:
+                self.send(
+                    "error",
+                    message=f"Input {i} has {len(toks)} tokens; this model embeds at most "
+                    f"{limit} tokens at once (its batch size). Split the text.",
+                )
+                return
+        vectors: list[list[float]] = []
+        llama.llama_set_embeddings(self.ctx, True)
+        try:
+            for toks in encoded:
+                llama.llama_memory_clear(mem, True)
+                batch = llama.llama_batch_init(len(toks), 0, 1)
+                try:
+                    for j, tok in enumerate(toks):
+                        batch.token[j], batch.pos[j] = tok, j
+                        batch.n_seq_id[j], batch.logits[j] = 1, True
+                        batch.seq_id[j][0] = 0
+                    batch.n_tokens = len(toks)
+                    if llama.llama_decode(self.ctx, batch) != 0:
+                        self.send("error", message="llama.cpp could not embed this input.")
+                        return
+                    if pooled:
+                        ptr = llama.llama_get_embeddings_seq(self.ctx, 0)
+                        vec = np.ctypeslib.as_array(ptr, shape=(n_embd,)).astype(np.float64)
+                    else:
+                        rows = [
+                            np.ctypeslib.as_array(
+                                llama.llama_get_embeddings_ith(self.ctx, j), shape=(n_embd,)
+                            )
+                            for j in range(len(toks))
+                        ]
+                        vec = np.mean(np.stack(rows), axis=0, dtype=np.float64)
+                finally:
+                    llama.llama_batch_free(batch)
+                norm = float(np.linalg.norm(vec))
+                vectors.append([float(x) for x in (vec / norm if norm > 0 else vec)])
+        finally:
+            llama.llama_set_embeddings(self.ctx, False)
+            llama.llama_memory_clear(mem, True)
+            self.cached = []  # the chat's cached prefix was cleared
+        self.send("embeddings", vectors=vectors, prompt_tokens=sum(len(t) for t in encoded))
+
     # ------------------------------------------------------------------ loop
     def serve(self) -> None:
         while True:
@@ -628,6 +689,11 @@ class _Host:
                     self.send("load_failed", message=f"Invalid load settings: {exc}", log=[])
                     continue
                 self.load(msg["path"], params)
+            elif kind == "embed":
+                if not self.model:
+                    self.send("error", message="No model is loaded: load a model first.")
+                    continue
+                self.embed([str(t) for t in msg["texts"]])
             elif kind == "generate":
                 if not self.model:
                     self.send("error", message="No model is loaded: load a model first.")

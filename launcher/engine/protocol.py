@@ -11,6 +11,7 @@ Client to host::
     load      {path, params}                      -> progress*, then loaded | load_failed
     generate  {mode: chat|complete, messages | prompt, sampling}
                                                   -> token*, then finished | error
+    embed     {texts}                             -> embeddings | error
     shutdown  {}                                  -> the host frees the model and exits
 
 Host to client::
@@ -47,6 +48,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | None, ...]]] = {
         "sampling": (dict,),
     },
     "shutdown": {},
+    "embed": {"texts": (list,)},
     # host -> client
     "system": {"system_info": (str,), "extra_buffers": (bool,), "reason": (str,)},
     "progress": {"fraction": (float, int)},
@@ -75,6 +77,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | None, ...]]] = {
         "logprobs": (list,),
     },
     "error": {"message": (str,)},
+    "embeddings": {"vectors": (list,), "prompt_tokens": (int,)},
 }
 
 _METRICS_SCHEMA: dict[str, tuple[type, ...]] = {

@@ -226,3 +226,23 @@ def test_reasoning_is_streamed_apart_from_the_answer(gemma_path: Path, tmp_path:
         assert 0 < done.metrics.reasoning_tokens < done.metrics.generated_tokens
     finally:
         client.unload()
+
+
+def test_embeddings_are_normalised_and_mean_something(gemma: EngineClient) -> None:
+    texts = ["The cat sat on the mat.", "A cat was sitting on a mat.", "Quarterly tax filing."]
+    result = gemma.embed(texts)
+    assert len(result.vectors) == 3 and result.prompt_tokens > 10
+    import numpy as np
+
+    v = np.array(result.vectors)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v.shape[1] == 640  # Gemma 3 270M's embedding width
+    # Two sentences about a cat are closer to each other than to tax filing.
+    assert v[0] @ v[1] > v[0] @ v[2]
+    # Embedding cleared the chat's cache, and chat still works afterwards.
+    done = list(gemma.chat(ASK, Sampling(max_tokens=4, temperature=0)))[-1]
+    assert isinstance(done, ReplyFinished) and done.metrics.cached_tokens == 0
+    with pytest.raises(EngineError, match="empty"):
+        gemma.embed([""])
+    with pytest.raises(EngineError, match="at most"):
+        gemma.embed(["word " * 2000])
