@@ -38,3 +38,41 @@ def test_reasoning_is_kept_apart_timed_and_not_resent(qtbot, tmp_path: Path) -> 
         assert any(m["content"] == "It is 5." for m in sent)
     finally:
         session.shutdown()
+
+
+def test_the_chat_shows_reasoning_folded_above_the_answer(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import QUrl
+
+    from ui.models.library import LocalModelModel
+    from ui.models.rows import LocalModelRow
+    from ui.views.chat import ChatView
+
+    engine = FakeEngine(reply="It is 5.", reasoning="Two plus three is five, clearly.")
+    session = ChatSession(ChatStore(tmp_path / "chats"), lambda: ModelHost(engine))
+    models = LocalModelModel()
+    models.set_rows([LocalModelRow(str(tmp_path / "m.gguf"), "m.gguf", 1, "Spark Launcher", True)])
+    view = ChatView(session, models)
+    qtbot.addWidget(view)
+    view.show()
+    try:
+        with qtbot.waitSignal(session.model_loaded, timeout=5000):
+            session.load_model(str(tmp_path / "m.gguf"))
+        with qtbot.waitSignal(session.reply_ended, timeout=5000) as ended:
+            session.send("What is 2 plus 3?")
+        text = view.transcript.toPlainText()
+        assert "▸ Reasoning" in text and "It is 5." in text
+        assert text.index("▸ Reasoning") < text.index("It is 5.")  # above the answer
+        assert "Two plus three" not in text  # folded
+        created = int(ended.args[0].created * 1000)
+        view.transcript.anchorClicked.emit(QUrl(f"reasoning:{created}"))
+        assert "Two plus three is five, clearly." in view.transcript.toPlainText()
+        assert "▾ Reasoning" in view.transcript.toPlainText()
+        view.transcript.anchorClicked.emit(QUrl(f"reasoning:{created}"))
+        assert "Two plus three" not in view.transcript.toPlainText()
+        # A model without reasoning shows no fold.
+        engine.reasoning = ""
+        with qtbot.waitSignal(session.reply_ended, timeout=5000):
+            session.send("Thanks")
+        assert view.transcript.toPlainText().count("Reasoning") == 1
+    finally:
+        session.shutdown()

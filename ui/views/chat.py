@@ -228,6 +228,7 @@ class ChatView(QWidget):
         session.message_added.connect(self.transcript.append_message)
         session.reply_started.connect(self.transcript.begin_reply)
         session.reply_text_received.connect(self.transcript.append_text)
+        session.reply_reasoning_received.connect(self.transcript.append_reasoning)
         session.reply_ended.connect(self._on_reply_ended)
         session.conversation_saved.connect(self._on_saved)
         session.conversation_removed.connect(self.conversations.remove)

@@ -98,12 +98,51 @@ class TranscriptView(QTextBrowser):
         self._flush_timer.setInterval(1000 // MAX_FLUSH_HZ)
         self._flush_timer.timeout.connect(self.flush)
         self.flush_count = 0  # UI updates made while streaming (tests and the benchmark)
+        self._messages: list[ChatMessage] = []  # what is shown, to re-render a toggled fold
+        self._unfolded: set[int] = set()  # ``created`` of replies whose reasoning is open
+        self._reasoning = ""  # the streaming reply's reasoning so far
+        self.anchorClicked.connect(self._on_anchor)
 
     # ------------------------------------------------------------------ whole conversation
     def set_messages(self, messages: list[ChatMessage]) -> None:
         self._flush_timer.stop()
         self._tail_start = None
+        self._messages = list(messages)
         self.setHtml("".join(self._message_html(m) for m in messages) or self._empty_html())
+
+    def toggle_reasoning(self, created: float) -> None:
+        """Fold or unfold one reply's reasoning (the header link does this)."""
+        key = int(created * 1000)
+        self._unfolded.symmetric_difference_update({key})
+        if not self.streaming:
+            bar = self.verticalScrollBar().value()
+            self.set_messages(self._messages)
+            self.verticalScrollBar().setValue(bar)
+
+    def _on_anchor(self, url: Any) -> None:
+        text = url.toString()
+        if text.startswith("reasoning:"):
+            self.toggle_reasoning(int(text.split(":", 1)[1]) / 1000)
+
+    def _reasoning_html(self, msg: ChatMessage) -> str:
+        if not msg.reasoning:
+            return ""
+        m = msg.metrics or {}
+        facts = []
+        if m.get("reasoning_tokens"):
+            facts.append(f"{int(m['reasoning_tokens'])} tokens")
+        if m.get("reasoning_s") is not None:
+            facts.append(f"{float(m['reasoning_s']):.1f} s")
+        key = int(msg.created * 1000)
+        unfolded = key in self._unfolded
+        head = (
+            ("▾" if unfolded else "▸") + " Reasoning" + (f" · {' · '.join(facts)}" if facts else "")
+        )
+        out = f"<p style='color:gray'><a href='reasoning:{key}'>{html.escape(head)}</a></p>"
+        if unfolded:
+            body = html.escape(msg.reasoning.strip()).replace("\n", "<br>")
+            out += f"<blockquote style='color:gray'>{body}</blockquote>"
+        return out
 
     def _empty_html(self) -> str:
         return (
@@ -122,7 +161,10 @@ class TranscriptView(QTextBrowser):
             metrics = (
                 f"<p style='color:gray'><small>{html.escape(line)}</small></p>" if line else ""
             )
-            return f"<p><b>{who}</b></p>{self._renderer.render(msg.content)}{metrics}"
+            return (
+                f"<p><b>{who}</b></p>{self._reasoning_html(msg)}"
+                f"{self._renderer.render(msg.content)}{metrics}"
+            )
         return ""
 
     def _new_block(self) -> QTextCursor:
@@ -147,6 +189,7 @@ class TranscriptView(QTextBrowser):
 
     def append_message(self, msg: ChatMessage) -> None:
         """Add one finished message (the user's, or an error note) at the end."""
+        self._messages.append(msg)
         if self.document().characterCount() <= 1 or self._only_placeholder():
             self.clear()
             cursor = QTextCursor(self.document())
@@ -161,8 +204,16 @@ class TranscriptView(QTextBrowser):
     def begin_reply(self, model: str) -> None:
         self._append_html(f"<p><b>{html.escape(model or 'Assistant')}</b></p>")
         self._text = ""
+        self._reasoning = ""
         self._stable_len = 0
         self._tail_start = self._new_block().position()
+
+    def append_reasoning(self, text: str) -> None:
+        """The model is thinking: one grey line says so (and for how long) until it answers;
+        the reasoning itself is shown folded once the reply ends."""
+        self._reasoning += text
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
 
     def append_text(self, text: str) -> None:
         """Queue streamed text; the view repaints at most ``MAX_FLUSH_HZ`` times a second."""
@@ -195,13 +246,23 @@ class TranscriptView(QTextBrowser):
             self._tail_start = self._new_block().position()
             self._stable_len = boundary
         tail = self._text[self._stable_len :]
-        self._replace_tail(self._renderer.render(tail) if tail.strip() else "")
+        if not self._text and self._reasoning:
+            words = len(self._reasoning.split())
+            self._replace_tail(f"<p style='color:gray'><i>Thinking… ({words} words)</i></p>")
+        else:
+            self._replace_tail(self._renderer.render(tail) if tail.strip() else "")
         if at_end:
             self._scroll_to_end()
 
     def end_reply(self, msg: ChatMessage) -> None:
         """Finish the streamed reply and add its metrics line under it."""
         if self._tail_start is None:
+            return
+        self._messages.append(msg)
+        self._reasoning = ""
+        if msg.reasoning:  # the fold goes above the answer: render the conversation again
+            self.set_messages(self._messages)
+            self._scroll_to_end()
             return
         self._text = msg.content
         self.flush()
