@@ -3,8 +3,8 @@
 Routes (each also without the ``/v1`` prefix, as llama-server and LM Studio answer them):
 ``GET /v1/models[/{id}]``, ``POST /v1/chat/completions``, ``/v1/completions``,
 ``/v1/messages`` (Anthropic), ``/v1/messages/count_tokens``, ``/v1/responses`` (OpenAI
-Responses, stateless), plus ``GET /health``. Errors are JSON in the API's own shape (OpenAI's
-everywhere, Anthropic's under ``/messages``), 404 and 405 included.
+Responses, stateless), ``/v1/embeddings``, plus ``GET /health``. Errors are JSON in the
+API's own shape (OpenAI's everywhere, Anthropic's under ``/messages``), 404 and 405 included.
 
 A reply: the route validates the body (``schemas.py`` through the API's mapping module),
 resolves the model and returns a :class:`ReplyResponse`. That takes a turn on the model's
@@ -26,6 +26,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -418,13 +419,25 @@ def build_app(api: LocalApiServer) -> Starlette:
     def health(request: Request) -> Any:
         return {"status": "ok"}
 
-    def embeddings(request: Request) -> Any:
-        raise ApiError(
-            501,
-            "Embeddings are not served yet: this server generates text only.",
-            type="not_implemented",
-            code="not_implemented",
-        )
+    async def embeddings(request: Request) -> Any:
+        name, texts, fmt = oa.parse_embeddings(parse_json(await read_body(request)))
+        model = api.resolve_model(name)
+        source = API_SOURCE_PREFIX + _client(request)
+        try:
+            result = await anyio.to_thread.run_sync(lambda: model.embed(texts, source=source))
+        except ModelBusyError as exc:
+            raise ApiError(
+                503,
+                str(exc),
+                type="server_error",
+                code="model_busy",
+                headers={"Retry-After": str(exc.retry_after_s)},
+            ) from exc
+        except ModelUnavailableError as exc:
+            raise ApiError(503, str(exc), type="server_error", code="model_not_loaded") from exc
+        except EngineError as exc:
+            raise context_error(str(exc)) from exc
+        return oa.embeddings_response(model.name, result.vectors, result.prompt_tokens, fmt)
 
     async def count_tokens(request: Request) -> Any:
         return await an.count_tokens(api, request, read_body, _client(request))

@@ -434,14 +434,14 @@ _THINKING = re.compile(r"<think>|reasoning|thinking", re.IGNORECASE)
 
 def capabilities(loaded: Any) -> dict[str, bool]:
     """What a loaded model does, read from its chat template: tools when the template takes
-    them, reasoning when it knows ``<think>`` or a reasoning/thinking switch. Vision and
-    embeddings are not served by this API (yet), so they are false for every model."""
+    them, reasoning when it knows ``<think>`` or a reasoning/thinking switch. Every model
+    embeds (its own pooling, else mean pooling); images are not served, so no vision."""
     template = str(getattr(loaded, "chat_template", None) or "")
     return {
         "tools": "tools" in template,
         "reasoning": bool(_THINKING.search(template)),
         "vision": False,
-        "embeddings": False,
+        "embeddings": True,
     }
 
 
@@ -475,3 +475,40 @@ def model_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj).encode()
+
+
+# ---------------------------------------------------------------------- embeddings
+def parse_embeddings(body: Any) -> tuple[str | None, list[str], str]:
+    """Validate a ``/v1/embeddings`` body: (model, texts, encoding format)."""
+    req = s.validate(s.EmbeddingsRequest, body)
+    if req.dimensions is not None:
+        raise ApiError(
+            400,
+            "'dimensions' is not supported: vectors have the model's own size.",
+            param="dimensions",
+        )
+    texts = [req.input] if isinstance(req.input, str) else list(req.input)
+    if not all(texts):
+        raise ApiError(400, "'input' must not contain empty strings.", param="input")
+    return req.model, texts, req.encoding_format or "float"
+
+
+def embeddings_response(model: str, vectors: Any, prompt_tokens: int, fmt: str) -> dict[str, Any]:
+    """OpenAI's embeddings list; ``base64`` is little-endian float32, as OpenAI sends it."""
+    import base64
+    import struct
+
+    def encode(vector: tuple[float, ...]) -> Any:
+        if fmt == "base64":
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        return list(vector)
+
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": encode(v)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

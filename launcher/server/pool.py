@@ -400,6 +400,21 @@ class SharedModel:
         """A plain completion of ``prompt`` when this source's turn comes."""
         return self._stream(source, lambda: iter(self.client.complete(prompt, sampling)))
 
+    def embed(self, texts: Sequence[str], *, source: str = APP_SOURCE) -> Any:
+        """Embeddings of ``texts`` (``EngineClient.embed``) when this source's turn comes.
+
+        Raises ``ModelBusyError`` at once when the queue is full, ``ModelUnavailableError``
+        when the model goes away while waiting.
+        """
+        ticket = self.queue.enqueue(source)
+        try:
+            self.queue.wait(ticket)
+            if ticket.cancelled:
+                raise ModelUnavailableError("The request was cancelled while waiting.")
+            return self.client.embed(list(texts))
+        finally:
+            self.queue.release(ticket)
+
     def cancel(self, source: str = APP_SOURCE) -> None:
         """Stop ``source``'s replies (waiting or generating); other sources' go on."""
         with self._streams_lock:

@@ -145,6 +145,14 @@ class CompletionRequest(SamplingFields):
     suffix: None = None
 
 
+class EmbeddingsRequest(Strict):
+    model: str | None = None
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = None
+    user: str | None = None
+
+
 # ---------------------------------------------------------------------- Anthropic
 class AnthropicTool(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")

@@ -295,3 +295,19 @@ def test_a_chunked_request_body_is_read(served: Served) -> None:
     conn.close()
     assert resp.status == 200, reply
     assert reply["usage"]["completion_tokens"] == 3
+
+
+def test_embeddings_through_the_openai_sdk(served: Served, oai: openai.OpenAI) -> None:
+    """The SDK asks for base64 by default and decodes it; float lists on request."""
+    texts = ["Paris is the capital of France.", "The cat sat on the mat."]
+    result = oai.embeddings.create(model=served.model.name, input=texts)
+    assert [d.index for d in result.data] == [0, 1]
+    first = result.data[0].embedding
+    assert len(first) > 100 and abs(sum(x * x for x in first) - 1.0) < 1e-3  # L2-normalised
+    assert result.usage.prompt_tokens > 5
+    floats = oai.embeddings.create(
+        model=served.model.name, input=texts[0], encoding_format="float"
+    )
+    assert floats.data[0].embedding == pytest.approx(first, abs=1e-6)
+    status, _, body = served.raw("POST", "/embeddings", {"input": "x", "dimensions": 8})
+    assert status == 400 and json.loads(body)["error"]["param"] == "dimensions"

@@ -329,7 +329,7 @@ def test_model_capabilities_come_from_the_template(
         "tools": tools,
         "reasoning": reasoning,
         "vision": False,
-        "embeddings": False,
+        "embeddings": True,
     }
     assert entry["context_length"] == 4096 and entry["meta"]["n_ctx"] == 4096
 
