@@ -305,9 +305,7 @@ def test_embeddings_through_the_openai_sdk(served: Served, oai: openai.OpenAI) -
     first = result.data[0].embedding
     assert len(first) > 100 and abs(sum(x * x for x in first) - 1.0) < 1e-3  # L2-normalised
     assert result.usage.prompt_tokens > 5
-    floats = oai.embeddings.create(
-        model=served.model.name, input=texts[0], encoding_format="float"
-    )
+    floats = oai.embeddings.create(model=served.model.name, input=texts[0], encoding_format="float")
     assert floats.data[0].embedding == pytest.approx(first, abs=1e-6)
     status, _, body = served.raw("POST", "/embeddings", {"input": "x", "dimensions": 8})
     assert status == 400 and json.loads(body)["error"]["param"] == "dimensions"
