@@ -551,3 +551,18 @@ def test_responses_stream_events() -> None:
     final = events[-1][1]["response"]
     assert [i["type"] for i in final["output"]] == ["message", "function_call"]
     assert final["output"][0]["content"][0]["text"] == "Hi"
+
+
+def test_the_listening_socket_is_tcp_so_asyncio_sets_nodelay() -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is TCP; without it the first SSE
+    chunk after the headers waits for the client's delayed ACK (40 ms)."""
+    import socket
+
+    from launcher.server.httpd import LocalApiServer
+    from launcher.server.pool import ModelRegistry
+
+    sock = LocalApiServer(ModelRegistry(), port=0)._bind()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
