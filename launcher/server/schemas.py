@@ -248,6 +248,10 @@ class ResponsesReasoning(Strict):
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
 
 
+class ResponsesStreamOptions(Strict):
+    include_obfuscation: bool | None = None  # padding against length side channels: none here
+
+
 class ResponsesRequest(Strict):
     model: str | None = None
     input: str | list[dict[str, Any]]
@@ -269,7 +273,7 @@ class ResponsesRequest(Strict):
         None
     )
     truncation: Literal["disabled"] | None = None
-    stream_options: dict[str, Any] | None = None
+    stream_options: ResponsesStreamOptions | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,3 +312,52 @@ def test_embeddings_through_the_openai_sdk(served: Served, oai: openai.OpenAI) -
     assert floats.data[0].embedding == pytest.approx(first, abs=1e-6)
     status, _, body = served.raw("POST", "/embeddings", {"input": "x", "dimensions": 8})
     assert status == 400 and json.loads(body)["error"]["param"] == "dimensions"
+
+
+def _wait_record(served: Served, after: int, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [r for r in served.server.log.records() if r.id > after and not r.running]
+        if done:
+            return done[-1]
+        time.sleep(0.05)
+    pytest.fail(f"no finished request in the log: {served.server.log.records()[-3:]}")
+
+
+def test_a_client_leaving_a_whole_reply_stops_the_generation(served: Served) -> None:
+    before = max((r.id for r in served.server.log.records()), default=0)
+    sock = socket.create_connection(("127.0.0.1", served.server.port))
+    body = json.dumps({"prompt": "1, 2, 3, 4,", "max_tokens": 1000, "temperature": 0})
+    sock.sendall(
+        (
+            f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        ).encode()
+    )
+    time.sleep(1.0)  # generating, no byte sent yet (not streamed)
+    sock.close()
+    record = _wait_record(served, before)
+    assert (record.status, record.finish_reason) == (499, "cancelled")
+    assert record.completion_tokens < 1000
+
+
+def test_stopping_the_server_mid_stream_ends_the_stream_with_an_error(served: Served) -> None:
+    """A second server on the same model stops while streaming; the model stays served."""
+    second = LocalApiServer(served.server.registry, port=0)
+    second.start()
+    conn = http.client.HTTPConnection("127.0.0.1", second.port, timeout=60)
+    body = {"prompt": "1, 2, 3, 4,", "max_tokens": 1000, "temperature": 0, "stream": True}
+    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.readline().startswith(b"data: ")
+    stopper = threading.Thread(target=second.stop)
+    t0 = time.monotonic()
+    stopper.start()
+    events = [e for e in resp.read().decode().split("\n\n") if e]
+    stopper.join(30)
+    conn.close()
+    assert not stopper.is_alive() and time.monotonic() - t0 < 15
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2][len("data: ") :])["error"]["code"] == "server_stopping"
+    status, _, _ = served.raw("POST", "/v1/completions", {"prompt": "1,", "max_tokens": 2})
+    assert status == 200

@@ -566,3 +566,12 @@ def test_the_listening_socket_is_tcp_so_asyncio_sets_nodelay() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_cors_origins_must_be_web_origins() -> None:
+    from launcher.errors import ServerError
+    from launcher.server.httpd import check_origins
+
+    assert check_origins(["http://localhost:3000/", "*"]) == ("http://localhost:3000", "*")
+    with pytest.raises(ServerError, match="web origin"):
+        check_origins(["localhost:3000"])
