@@ -105,3 +105,23 @@ class RemoteEngineError(EngineError):
 
 class RemoteAuthError(RemoteEngineError):
     """A remote server refused the API key (HTTP 401/403)."""
+
+
+class ToolError(LauncherError):
+    """An MCP server or a tool call failed (``launcher/tools``); secrets are never in the text."""
+
+
+class McpConfigError(ToolError):
+    """An MCP server cannot be saved, imported or found as asked (bad name, bad mcp.json)."""
+
+
+class McpServerError(ToolError):
+    """An MCP server could not start, stopped answering, or died; the message says which."""
+
+
+class ToolTimeoutError(ToolError):
+    """A tool (or a server's start) took longer than its time limit; the server was told."""
+
+
+class ToolCancelledError(ToolError):
+    """The user stopped a tool call (Esc, Ctrl-C) before it finished."""
