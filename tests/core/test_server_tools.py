@@ -243,3 +243,28 @@ def test_json_schema_reply_validates(served: Served) -> None:
         temperature=0,
     )
     jsonschema.validate(json.loads(reply.choices[0].message.content or ""), schema)
+
+
+def test_logprobs_cover_the_reply_whole_and_streamed(served: Served) -> None:
+    ask: Any = {
+        "model": served.model.name,
+        "messages": [{"role": "user", "content": "Name a colour."}],
+        "max_tokens": 8,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    reply = served.oai.chat.completions.create(**ask)
+    content = reply.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None and len(content) == reply.usage.completion_tokens  # type: ignore[union-attr]
+    # One entry per generated token; the engine also reports those of a stop string it cut
+    # from the text (here Gemma's own "\nAssistant:" turn end), so the text is a prefix.
+    assert "".join(t.token for t in content).startswith(reply.choices[0].message.content or "")
+    assert all(t.logprob <= 0 and 1 <= len(t.top_logprobs) <= 2 for t in content)
+    streamed = [
+        t.token
+        for chunk in served.oai.chat.completions.create(**ask, stream=True)
+        if chunk.choices and chunk.choices[0].logprobs
+        for t in chunk.choices[0].logprobs.content or []
+    ]
+    assert streamed == [t.token for t in content]
