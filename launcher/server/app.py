@@ -3,7 +3,8 @@
 Routes (each also without the ``/v1`` prefix, as llama-server and LM Studio answer them):
 ``GET /v1/models[/{id}]``, ``POST /v1/chat/completions``, ``/v1/completions``,
 ``/v1/messages`` (Anthropic), ``/v1/messages/count_tokens``, ``/v1/responses`` (OpenAI
-Responses, stateless), ``/v1/embeddings``, plus ``GET /health``. Errors are JSON in the
+Responses, stateless), ``/v1/embeddings``, plus ``GET /health`` and llama-server's
+``GET /props``. Errors are JSON in the
 API's own shape (OpenAI's everywhere, Anthropic's under ``/messages``), 404 and 405 included.
 
 A reply: the route validates the body (``schemas.py`` through the API's mapping module),
@@ -419,6 +420,19 @@ def build_app(api: LocalApiServer) -> Starlette:
     def health(request: Request) -> Any:
         return {"status": "ok"}
 
+    def props(request: Request) -> Any:
+        """llama-server's ``/props`` (agents read the context size there): one model's."""
+        model = api.resolve_model(request.query_params.get("model"))
+        loaded = model.loaded
+        return {
+            "model_alias": model.name,
+            "model_path": getattr(loaded, "path", ""),
+            "default_generation_settings": {"n_ctx": getattr(loaded, "n_ctx", None)},
+            "total_slots": 1,
+            "chat_template": getattr(loaded, "chat_template", None) or "",
+            "modalities": {"vision": False, "audio": False},
+        }
+
     async def embeddings(request: Request) -> Any:
         name, texts, fmt = oa.parse_embeddings(parse_json(await read_body(request)))
         model = api.resolve_model(name)
@@ -468,6 +482,7 @@ def build_app(api: LocalApiServer) -> Starlette:
         ("/messages/count_tokens", simple(count_tokens, anthropic=True), "POST"),
         ("/responses", generation(parse_responses), "POST"),
         ("/embeddings", simple(embeddings), "POST"),
+        ("/props", simple(props), "GET"),
     ]
     for path, endpoint, method in table:
         routes.append(Route("/v1" + path, endpoint, methods=[method]))

@@ -277,6 +277,8 @@ def test_routes_answer_without_the_v1_prefix_and_errors_are_json(served: Served)
         "POST", "/chat/completions", {"messages": HELLO, "max_tokens": 3, "temperature": 0}
     )
     assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] is not None
+    status, _, body = served.raw("GET", "/props")
+    assert status == 200 and json.loads(body)["default_generation_settings"]["n_ctx"] == 1024
     status, _, body = served.raw("GET", "/v1/nothing")
     assert status == 404 and "/v1/nothing" in json.loads(body)["error"]["message"]
     status, _, body = served.raw("GET", "/v1/chat/completions")
