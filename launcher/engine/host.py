@@ -37,6 +37,7 @@ from launcher.engine.toolcalls import (
     ParsedCall,
     PromptPlan,
     ReplyParser,
+    partial_suffix,
     plan_prompt,
     schema_grammar,
 )
@@ -826,12 +827,7 @@ def _split_stop(pending: str, stops: list[str]) -> tuple[str, str, bool]:
             first = i
     if first >= 0:
         return pending[:first], "", True
-    hold = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(pending)), 0, -1):
-            if pending.endswith(s[:k]):
-                hold = max(hold, k)
-                break
+    hold = partial_suffix(pending, stops)
     return pending[: len(pending) - hold], pending[len(pending) - hold :], False
 
 

@@ -709,7 +709,7 @@ def generic_grammar(tools: Sequence[Mapping[str, Any]], choice: str, parallel: b
 # --------------------------------------------------------------------------- streaming
 
 
-def _partial_suffix(text: str, needles: Sequence[str]) -> int:
+def partial_suffix(text: str, needles: Sequence[str]) -> int:
     """Length of the longest end of ``text`` that could begin one of ``needles``."""
     best = 0
     for n in needles:
@@ -769,7 +769,7 @@ class ReplyParser:
                     self._state = "content"
                     self._after_reasoning = True
                     continue
-                hold = _partial_suffix(self._pending, [end]) if end else 0
+                hold = partial_suffix(self._pending, [end]) if end else 0
                 safe = self._pending[: len(self._pending) - hold]
                 if safe:
                     out.append(("reasoning", safe))
@@ -805,9 +805,9 @@ class ReplyParser:
                 self._pending = ""
                 self._state = "calls"
                 break
-            hold = _partial_suffix(self._pending, (*self._openers, *self.family.strip))
+            hold = partial_suffix(self._pending, (*self._openers, *self.family.strip))
             if think_open and not self._seen_content:
-                hold = max(hold, _partial_suffix(self._pending, [think_open]))
+                hold = max(hold, partial_suffix(self._pending, [think_open]))
             safe = self._pending[: len(self._pending) - hold]
             if safe:
                 if safe.strip():
