@@ -148,6 +148,7 @@ class ReplyResponse(Response):
         self.renderer = renderer
         self.source = source
         self.background = None
+        self._started = False  # the status line went out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._scope = scope
@@ -198,13 +199,30 @@ class ReplyResponse(Response):
                 await self._stream(send, pump, first)
             else:
                 await self._whole(send, pump, first)
+        except Exception as exc:  # a bug must cost one request, never the server
+            log.exception("local API reply failed")
+            pump.cancel()
+            failure = ApiError(
+                500, f"Internal error: {type(exc).__name__}: {exc}", type="server_error"
+            )
+            with contextlib.suppress(Exception):
+                if self._started:
+                    self.api.log.update(self.rid, status=500, error=failure.message, finished=True)
+                    body = self.renderer.stream_error(failure)
+                    await send({"type": "http.response.body", "body": body, "more_body": False})
+                else:
+                    await self._send_error(send, failure)
         finally:
             finished = True
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            while await pump.next() is not None:  # the worker drains a cancelled reply
-                pass
+            while True:  # the worker drains a cancelled reply
+                try:
+                    if await pump.next() is None:
+                        break
+                except Exception:
+                    continue
 
     # ------------------------------------------------------------------ pieces
     async def _first_event(self, pump: ReplyPump) -> Any:
@@ -222,6 +240,7 @@ class ReplyResponse(Response):
         return first
 
     async def _send_error(self, send: Send, err: ApiError) -> None:
+        self._started = True
         self.api.log.update(self.rid, status=err.status, error=err.message, finished=True)
         await _json(err.status, self.renderer.error_body(err), err.headers)(
             self._scope, _no_receive, send
@@ -242,6 +261,7 @@ class ReplyResponse(Response):
                     await self._send_error(send, self._interrupted_error())
                     return
                 self._finished(event, gone=False)
+                self._started = True
                 await _json(200, self.renderer.whole(event))(self._scope, _no_receive, send)
                 return
             if isinstance(event, HostCrashed):
@@ -253,6 +273,7 @@ class ReplyResponse(Response):
         await self._send_error(send, unloaded_error())  # the model was unloaded under it
 
     async def _stream(self, send: Send, pump: ReplyPump, first: Any) -> None:
+        self._started = True
         await send(
             {
                 "type": "http.response.start",
@@ -366,6 +387,16 @@ def build_app(api: LocalApiServer) -> Starlette:
             headers={"WWW-Authenticate": "Bearer"},
         )
 
+    def refuse(rid: int, err: ApiError, anthropic: bool) -> Response:
+        api.log.update(rid, status=err.status, error=err.message, finished=True)
+        body = err.anthropic_body() if anthropic else err.body()
+        return _json(err.status, body, err.headers)
+
+    def failed(rid: int, exc: Exception, anthropic: bool) -> Response:
+        log.exception("local API request failed")
+        message = f"Internal error: {type(exc).__name__}: {exc}"
+        return refuse(rid, ApiError(500, message, type="server_error"), anthropic)
+
     def generation(
         parse: Callable[[Any], Parsed], anthropic: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
@@ -378,9 +409,9 @@ def build_app(api: LocalApiServer) -> Starlette:
                 model = api.resolve_model(gen.model)
                 api.log.update(rid, model=model.name, stream=gen.stream, prompt=gen.preview())
             except ApiError as err:
-                api.log.update(rid, status=err.status, error=err.message, finished=True)
-                body = err.anthropic_body() if anthropic else err.body()
-                return _json(err.status, body, err.headers)
+                return refuse(rid, err, anthropic)
+            except Exception as exc:  # a bug must cost one request, never the server
+                return failed(rid, exc, anthropic)
             source = API_SOURCE_PREFIX + _client(request)
             return ReplyResponse(api, rid, gen, model, make_renderer(model.name), source)
 
@@ -398,9 +429,9 @@ def build_app(api: LocalApiServer) -> Starlette:
                 if isinstance(result, Awaitable):
                     result = await result
             except ApiError as err:
-                api.log.update(rid, status=err.status, error=err.message, finished=True)
-                body = err.anthropic_body() if anthropic else err.body()
-                return _json(err.status, body, err.headers)
+                return refuse(rid, err, anthropic)
+            except Exception as exc:  # a bug must cost one request, never the server
+                return failed(rid, exc, anthropic)
             api.log.update(rid, status=200, finished=True)
             return _json(200, result)
 
