@@ -20,7 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.engine.events import Event, ReplyFinished, ReplyMetrics, Sampling, TokenLogprob
+from launcher.engine.events import (
+    Event,
+    ReplyFinished,
+    ReplyMetrics,
+    Sampling,
+    Token,
+    TokenLogprob,
+)
 from launcher.server import schemas as s
 from launcher.server.errors import ApiError
 from launcher.server.openai_api import check_format, content_text, function_tool, tool_choice
@@ -218,6 +225,7 @@ class ResponsesRenderer:
         self.blocks = Blocks()
         self.seq = 0
         self.item_ids: dict[int, str] = {}
+        self._delta_logprobs: tuple[TokenLogprob, ...] = ()  # of the Token being rendered
 
     # ------------------------------------------------------------------ objects
     def _response(
@@ -340,7 +348,10 @@ class ResponsesRenderer:
                     )
                 else:
                     kind = "output_text" if block.kind == "text" else "reasoning_text"
-                    extra: dict[str, Any] = {"logprobs": []} if block.kind == "text" else {}
+                    extra: dict[str, Any] = {}
+                    if block.kind == "text":
+                        wanted = self.options.logprobs
+                        extra["logprobs"] = _logprobs(self._delta_logprobs) if wanted else []
                     out += self._event(
                         f"response.{kind}.delta",
                         item_id=item_id,
@@ -391,6 +402,7 @@ class ResponsesRenderer:
         return out
 
     def stream_event(self, event: Event) -> bytes:
+        self._delta_logprobs = event.logprobs if isinstance(event, Token) else ()
         return self._render(self.blocks.feed(event))
 
     def stream_end(self, done: ReplyFinished) -> bytes:

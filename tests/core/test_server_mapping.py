@@ -575,3 +575,18 @@ def test_cors_origins_must_be_web_origins() -> None:
     assert check_origins(["http://localhost:3000/", "*"]) == ("http://localhost:3000", "*")
     with pytest.raises(ServerError, match="web origin"):
         check_origins(["localhost:3000"])
+
+
+def test_responses_logprobs_whole_and_streamed() -> None:
+    _, options = ra.parse_responses({"input": "x", "top_logprobs": 2, "stream": True})
+    body = ra.ResponsesRenderer(options, "m").whole(TEXT_REPLY)
+    part = body["output"][0]["content"][0]
+    assert [t["token"] for t in part["logprobs"]] == ["Hel", "lo"]
+    assert part["logprobs"][0]["top_logprobs"][1] == {
+        "token": "Hi",
+        "logprob": -2.5,
+        "bytes": list(b"Hi"),
+    }
+    events = stream(ra.ResponsesRenderer(options, "m"), TEXT_EVENTS)
+    deltas = [d for n, d in events if n == "response.output_text.delta"]
+    assert [t["token"] for d in deltas for t in d["logprobs"]] == ["Hel", "lo"]
