@@ -48,6 +48,7 @@ class ToolCallIn(Strict):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    index: int | None = None  # kept by clients that rebuild calls from streamed deltas
 
 
 class ChatMessage(Strict):
@@ -58,6 +59,7 @@ class ChatMessage(Strict):
     tool_call_id: str | None = None
     reasoning_content: str | None = None
     refusal: str | None = None
+    annotations: list[Any] | None = None  # an earlier reply's, sent back with it
 
 
 class FunctionDef(Strict):
