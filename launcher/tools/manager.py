@@ -220,7 +220,8 @@ class McpManager:
         """The tools of ``server`` (starting it if needed), with their input schemas."""
         config = self.config(server)
         limit = timeout_s or self.connect_timeout_s
-        return self._run(self._list_tools(config, limit), limit + 5, config, "list its tools")
+        backstop = self.connect_timeout_s + limit + _STOP_TIMEOUT_S + 5
+        return self._run(self._list_tools(config, limit), backstop, config, "list its tools")
 
     def tools(
         self, servers: Iterable[str] | None = None
@@ -254,7 +255,11 @@ class McpManager:
         started = time.monotonic()
         coro = self._call(config, tool.name, arguments, timeout_s)
         text, is_error = self._run(
-            coro, timeout_s + self.connect_timeout_s + 5, config, f"run {tool.name}", cancel
+            coro,
+            timeout_s + self.connect_timeout_s + _STOP_TIMEOUT_S + 5,
+            config,
+            f"run {tool.name}",
+            cancel,
         )
         return ToolOutput(text, is_error, time.monotonic() - started)
 
@@ -293,6 +298,13 @@ class McpManager:
                 await self._shutdown.wait()
                 await asyncio.gather(
                     *(self._stop(name) for name in list(self._conns)), return_exceptions=True
+                )
+                # Calls whose callers gave up (cancel, backstop): let them end, read their errors.
+                others = asyncio.all_tasks() - {asyncio.current_task()}
+                for task in others:
+                    task.cancel()
+                await asyncio.wait_for(
+                    asyncio.gather(*others, return_exceptions=True), _STOP_TIMEOUT_S
                 )
 
             self._tmp = Path(tempfile.mkdtemp(prefix="spark-mcp-"))
@@ -347,6 +359,8 @@ class McpManager:
             errlog = self._tmp / f"{_NAME_SAFE.sub('_', config.name)}.stderr"
             conn = _Connection(config, errlog)
             conn.ready = asyncio.get_running_loop().create_future()
+            # Read by whoever waits; when nobody does (a cancelled caller), mark it retrieved.
+            conn.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._conns[config.name] = conn
             conn.task = asyncio.create_task(self._hold(conn), name=f"mcp:{config.name}")
         assert conn.ready is not None
@@ -423,6 +437,8 @@ class McpManager:
         if conn is None or conn.task is None:
             return
         conn.stop.set()
+        if conn.client is None:  # still starting (or already gone): nothing to wind down
+            conn.task.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(conn.task), _STOP_TIMEOUT_S)
         except TimeoutError:
@@ -431,8 +447,6 @@ class McpManager:
                 await asyncio.wait_for(conn.task, _STOP_TIMEOUT_S)
         except BaseException:  # its failure was reported already
             pass
-        if conn.ready is not None and conn.ready.done() and not conn.ready.cancelled():
-            conn.ready.exception()  # retrieved: no "never retrieved" warning
 
     async def _list_tools(self, config: McpServerConfig, limit_s: float) -> list[McpTool]:
         conn = await self._connection(config)
