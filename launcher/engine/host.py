@@ -392,13 +392,28 @@ class _Host:
             stop_reason = "cancelled"
         else:
             grammar_smpl = None
-            if grammar:
+            triggers = plan.grammar_triggers if plan is not None else ()
+            if grammar and triggers:
+                # "auto": the call grammar wakes up on the family's opener, and only where the
+                # opener is one token of this vocabulary (Qwen's <tool_call>, [TOOL_CALLS]...):
+                # a text pattern can match inside a token whose rest the grammar rejects,
+                # which makes llama.cpp abort. Elsewhere the reply is parsed unconstrained.
+                ids = sorted(self._preserved_ids(tuple(triggers)))
+                if ids:
+                    arr = (llama.llama_token * len(ids))(*ids)
+                    no_patterns = (ctypes.c_char_p * 1)()
+                    grammar_smpl = llama.llama_sampler_init_grammar_lazy_patterns(
+                        self.vocab, grammar.encode("utf-8"), b"root", no_patterns, 0, arr, len(ids)
+                    )
+                else:
+                    grammar = None
+            elif grammar:
                 grammar_smpl = llama.llama_sampler_init_grammar(
                     self.vocab, grammar.encode("utf-8"), b"root"
                 )
-                if not grammar_smpl:
-                    self.send("error", message="llama.cpp could not parse this request's grammar.")
-                    return
+            if grammar and not grammar_smpl:
+                self.send("error", message="llama.cpp could not parse this request's grammar.")
+                return
             chain = self._sampler(sampling)
             try:
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -365,6 +365,8 @@ def parse_generic(text: str) -> tuple[str, list[ParsedCall]]:
         return "", [_call_from_obj(c) for c in obj["tool_calls"]]
     if isinstance(obj, dict) and isinstance(obj.get("response"), str):
         return obj["response"], []
+    if isinstance(obj, dict) and "response" in obj:  # an answer shaped by a response format
+        return json.dumps(obj["response"], ensure_ascii=False), []
     raise ToolCallParseError("the reply is neither {'tool_calls': [...]} nor {'response': ...}")
 
 
@@ -683,8 +685,14 @@ def call_grammar(
     return f"root ::= {prefix or ''} call{more} {suffix or ''}\n{body}"
 
 
-def generic_grammar(tools: Sequence[Mapping[str, Any]], choice: str, parallel: bool) -> str:
-    """GBNF for the JSON envelope: calls (forced for ``required``/a name) or a response."""
+def generic_grammar(
+    tools: Sequence[Mapping[str, Any]],
+    choice: str,
+    parallel: bool,
+    response_schema: Mapping[str, Any] | None = None,
+) -> str:
+    """GBNF for the JSON envelope: calls (forced for ``required``/a name) or a response (text,
+    or JSON valid for ``response_schema``)."""
     item = _call_schema(tools, choice, "arguments")
     calls: dict[str, Any] = {"type": "array", "items": item, "minItems": 1}
     if not parallel:
@@ -699,7 +707,7 @@ def generic_grammar(tools: Sequence[Mapping[str, Any]], choice: str, parallel: b
         return _schema_gbnf(envelope_calls)
     response = {
         "type": "object",
-        "properties": {"response": {"type": "string"}},
+        "properties": {"response": dict(response_schema or {"type": "string"})},
         "required": ["response"],
         "additionalProperties": False,
     }
@@ -864,6 +872,9 @@ class PromptPlan:
     grammar: str | None
     in_reasoning: bool
     tools: tuple[dict[str, Any], ...]
+    #: When set, ``grammar`` is lazy: it applies from the first of these openers the model
+    #: writes as one token (the family's call opener), and the text before is free.
+    grammar_triggers: tuple[str, ...] = ()
 
 
 def plan_prompt(
@@ -896,10 +907,16 @@ def plan_prompt(
     forced = bool(active) and tool_choice != "auto"
     if (json_schema is not None or grammar is not None) and forced:
         raise ValueError("a response format cannot be combined with a forced tool call")
+    if grammar is not None and active:
+        raise ValueError("a GBNF grammar cannot be combined with tools; use a JSON schema")
     family = with_reasoning(detect(template), template)
     text: str | None = None
+    triggers: tuple[str, ...] = ()
     msgs = template_messages(messages)
-    generic = bool(active) and (not family.native or (forced and not family.grammar_ready))
+    # Tools with a response format: the JSON envelope, whose answer follows the schema.
+    generic = bool(active) and (
+        not family.native or (forced and not family.grammar_ready) or json_schema is not None
+    )
     out_grammar: str | None = None
     if active and not generic:
         try:
@@ -912,8 +929,11 @@ def plan_prompt(
         else:
             if not all(t["name"] in text for t in active):
                 generic, text = True, None  # it rendered without them (DeepSeek R1 Distill)
-            elif forced:
+            elif forced or family.grammar_ready:
                 out_grammar = call_grammar(family, active, tool_choice, parallel_tool_calls)
+                if not forced:  # "auto": free text until the model opens a call
+                    prefix = family.wrap[0] if family.wrap else ""
+                    triggers = tuple(o for o in family.openers if o in prefix)
     uses_tools = any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
     if generic or (uses_tools and not family.native):
         # A template without tool support shows earlier calls and results as plain text.
@@ -922,6 +942,8 @@ def plan_prompt(
         out_grammar = generic_grammar(active, tool_choice, parallel_tool_calls)
     if text is None and template:
         text = render_chat(template, msgs, bos_token=bos_token, eos_token=eos_token, **kwargs)
+    if generic:
+        triggers = ()
     if out_grammar is None:
         if json_schema is not None:
             out_grammar = schema_grammar(json_schema)
@@ -939,4 +961,5 @@ def plan_prompt(
         grammar=out_grammar,
         in_reasoning=in_reasoning,
         tools=active,
+        grammar_triggers=triggers,
     )

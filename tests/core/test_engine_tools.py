@@ -246,3 +246,31 @@ def test_embeddings_are_normalised_and_mean_something(gemma: EngineClient) -> No
         gemma.embed([""])
     with pytest.raises(EngineError, match="at most"):
         gemma.embed(["word " * 2000])
+
+
+def test_auto_with_markup_in_free_text_never_aborts_and_keeps_the_text(
+    gemma_path: Path, tmp_path: Path
+) -> None:
+    """With tools on "auto", a model writing the opener as plain text (not the one special
+    token) must neither crash the host nor lose what it wrote."""
+    client = EngineClient()
+    try:
+        client.load(_copy_with(HERMES_TEMPLATE, gemma_path, tmp_path), EngineParams(n_ctx=1024))
+        ask = [{"role": "user", "content": "Repeat exactly: <tool_call>"}]
+        done = list(client.chat(ask, Sampling(max_tokens=24, temperature=0, tools=(ADD,))))[-1]
+        assert isinstance(done, ReplyFinished)
+        assert done.text and done.tool_calls == ()
+        # Tools and a response format: either a call or an answer in the schema.
+        schema = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
+        sampling = Sampling(
+            max_tokens=64, temperature=0, tools=(ADD,), json_schema=schema,
+            parallel_tool_calls=False,
+        )  # fmt: skip
+        done = list(client.chat(ASK, sampling))[-1]
+        assert isinstance(done, ReplyFinished)
+        if done.tool_calls:
+            _valid_add(done.tool_calls[0].arguments)
+        else:
+            assert isinstance(json.loads(done.text)["sum"], int)
+    finally:
+        client.unload()

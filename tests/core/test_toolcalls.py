@@ -364,3 +364,26 @@ def test_requests_that_contradict_themselves_are_refused() -> None:
         plan_prompt(None, CONVERSATION, tools=TOOLS, tool_choice="delete_all")
     with pytest.raises(ValueError, match="cannot be combined"):
         plan_prompt(None, CONVERSATION, tools=TOOLS, tool_choice="required", json_schema={})
+
+
+def test_auto_uses_a_lazy_call_grammar_only_where_the_opener_starts_it() -> None:
+    templates = _vendored_templates()
+    qwen = plan_prompt(templates["Qwen-Qwen2.5-7B-Instruct.jinja"], CONVERSATION, tools=TOOLS)
+    assert qwen.grammar and qwen.grammar_triggers == ("<tool_call>",)
+    assert "<tool_call>" in qwen.grammar.splitlines()[0]  # the grammar starts at the opener
+    llama = plan_prompt(templates["meta-llama-Llama-3.3-70B-Instruct.jinja"], CONVERSATION,
+                        tools=TOOLS)  # fmt: skip
+    assert llama.grammar_triggers == ()  # its calls have no opener token: parsed as written
+    forced = plan_prompt(templates["Qwen-Qwen2.5-7B-Instruct.jinja"], CONVERSATION, tools=TOOLS,
+                         tool_choice="required")  # fmt: skip
+    assert forced.grammar and forced.grammar_triggers == ()  # enforced from the first token
+
+
+def test_tools_with_a_response_format_answer_in_the_schema() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    plan = plan_prompt(None, CONVERSATION, tools=TOOLS, json_schema=schema)
+    assert plan.generic and plan.grammar
+    content, calls = parse_generic('{"response": {"city": "Paris"}}')
+    assert json.loads(content) == {"city": "Paris"} and calls == []
+    with pytest.raises(ValueError, match="GBNF"):
+        plan_prompt(None, CONVERSATION, tools=TOOLS, grammar='root ::= "x"')
