@@ -394,6 +394,7 @@ class EngineClient:
                             total_s=total,
                             cached_tokens=m["cached_tokens"],
                             reasoning_tokens=m["reasoning_tokens"],
+                            stop_sequence=m["stop_sequence"],
                         )
                         done = ReplyFinished(
                             text="".join(shown),

@@ -277,6 +277,8 @@ class ReplyMetrics:
     remote: str | None = None
     #: Of generated_tokens, those spent reasoning (``ReasoningToken`` text).
     reasoning_tokens: int = 0
+    #: The stop string that ended the reply (``stop_reason`` "stop"), if one did.
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True)

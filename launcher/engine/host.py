@@ -371,6 +371,7 @@ class _Host:
         t_prefilled = time.perf_counter()
         prefill_s = t_prefilled - t_start
         generated = 0
+        stop_sequence: str | None = None
         reasoning_tokens = 0
         decode_llama_s = 0.0  # time inside llama_decode between the first and last token
         text_parts: list[str] = []
@@ -427,6 +428,8 @@ class _Host:
                 unsent: list[str] = []
                 unsent_reasoning: list[str] = []
                 unsent_lp: list[list[Any]] = []
+                lp_queue: deque[tuple[int, list[Any]]] = deque()
+                emitted_chars = 0  # characters past the stop-string check
                 call_s = 0.0  # the last llama_decode, counted once its token is
                 t_flushed = -FLUSH_S  # the first text is sent at once
 
@@ -473,13 +476,19 @@ class _Host:
                         t_first = t_last
                     else:
                         decode_llama_s += call_s
-                    if sampling.logprobs is not None:
-                        entry = self._logprob(tok, sampling.logprobs, n_vocab)
-                        unsent_lp.append(entry)
-                        all_logprobs.append(entry)
                     n = llama.llama_token_to_piece(self.vocab, tok, piece, 256, 0, tok in preserved)
                     pending += decoder.decode(piece.raw[: max(n, 0)])
+                    if sampling.logprobs is not None:
+                        # Held until the text it made is emitted: a stop string's tokens never
+                        # get one (one entry per token of the returned text).
+                        entry = self._logprob(tok, sampling.logprobs, n_vocab)
+                        lp_queue.append((emitted_chars + len(pending), entry))
                     emit, pending, hit = _split_stop(pending, stops)
+                    emitted_chars += len(emit)
+                    while lp_queue and lp_queue[0][0] <= emitted_chars:
+                        released = lp_queue.popleft()[1]
+                        unsent_lp.append(released)
+                        all_logprobs.append(released)
                     if self.cancel.is_set():
                         stop_reason = "cancelled"
                         break
@@ -493,8 +502,8 @@ class _Host:
                         if t_last - t_flushed >= FLUSH_S and (unsent or unsent_reasoning):
                             flush()
                             t_flushed = t_last
-                    if hit:
-                        stop_reason = "stop"
+                    if hit is not None:
+                        stop_reason, stop_sequence = "stop", hit
                         pending = ""
                         break
                     if generated >= sampling.max_tokens:
@@ -513,6 +522,11 @@ class _Host:
                     self.cached.append(tok)
                 if pending and stop_reason not in ("cancelled",):
                     route(parser.feed(pending) if parser is not None else [("content", pending)])
+                    emitted_chars += len(pending)
+                while lp_queue and lp_queue[0][0] <= emitted_chars:
+                    released = lp_queue.popleft()[1]
+                    unsent_lp.append(released)
+                    all_logprobs.append(released)
                 if parser is not None:
                     held, calls, _error = parser.finish()
                     route(held)  # a call that did not parse is kept as text, never lost
@@ -550,6 +564,7 @@ class _Host:
                 "total_s": time.perf_counter() - t_start,
                 "cached_tokens": keep,
                 "reasoning_tokens": reasoning_tokens,
+                "stop_sequence": stop_sequence,
             },
         )
 
@@ -828,22 +843,22 @@ def transcript(messages: list[dict[str, str]]) -> str:
     return "".join(parts)
 
 
-def _split_stop(pending: str, stops: list[str]) -> tuple[str, str, bool]:
-    """Split ``pending`` into (text safe to emit, text held back, stop string found).
+def _split_stop(pending: str, stops: list[str]) -> tuple[str, str, str | None]:
+    """Split ``pending`` into (text safe to emit, text held back, the stop string found).
 
     Text that could be the start of a stop string is held back until it can be decided.
     """
     if not stops:
-        return pending, "", False
-    first = -1
+        return pending, "", None
+    first, found = -1, None
     for s in stops:
         i = pending.find(s)
         if i >= 0 and (first < 0 or i < first):
-            first = i
-    if first >= 0:
-        return pending[:first], "", True
+            first, found = i, s
+    if found is not None:
+        return pending[:first], "", found
     hold = partial_suffix(pending, stops)
-    return pending[: len(pending) - hold], pending[len(pending) - hold :], False
+    return pending[: len(pending) - hold], pending[len(pending) - hold :], None
 
 
 def _inject_fault_for_tests() -> None:

@@ -80,7 +80,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | None, ...]]] = {
     "embeddings": {"vectors": (list,), "prompt_tokens": (int,)},
 }
 
-_METRICS_SCHEMA: dict[str, tuple[type, ...]] = {
+_METRICS_SCHEMA: dict[str, tuple[type | None, ...]] = {
     "prompt_tokens": (int,),
     "prefill_s": (float, int),
     "prefill_tokens_per_s": (float, int),
@@ -93,6 +93,7 @@ _METRICS_SCHEMA: dict[str, tuple[type, ...]] = {
     "total_s": (float, int),
     "cached_tokens": (int,),
     "reasoning_tokens": (int,),
+    "stop_sequence": (str, None),
 }
 
 STOP_REASONS = ("eos", "stop", "length", "context_full", "cancelled", "tool_calls")

@@ -359,8 +359,15 @@ def parse_harmony(text: str) -> list[ParsedCall]:
 
 
 def parse_generic(text: str) -> tuple[str, list[ParsedCall]]:
-    """The JSON envelope: ``{"tool_calls": [{"name", "arguments"}]}`` or ``{"response": s}``."""
-    obj, _ = _json_at(text, 0)
+    """The JSON envelope: ``{"tool_calls": [{"name", "arguments"}]}`` or ``{"response": s}``.
+
+    A reply cut short (``max_tokens``, a model repeating its call) keeps what is complete:
+    the whole calls before the cut, or the answer's text so far. The envelope is markup, so
+    it never becomes the answer itself."""
+    try:
+        obj, _ = _json_at(text, 0)
+    except ToolCallParseError:
+        return _salvage_generic(text)
     if isinstance(obj, dict) and isinstance(obj.get("tool_calls"), list):
         return "", [_call_from_obj(c) for c in obj["tool_calls"]]
     if isinstance(obj, dict) and isinstance(obj.get("response"), str):
@@ -368,6 +375,34 @@ def parse_generic(text: str) -> tuple[str, list[ParsedCall]]:
     if isinstance(obj, dict) and "response" in obj:  # an answer shaped by a response format
         return json.dumps(obj["response"], ensure_ascii=False), []
     raise ToolCallParseError("the reply is neither {'tool_calls': [...]} nor {'response': ...}")
+
+
+_GENERIC_CALLS = re.compile(r'^\s*\{\s*"tool_calls"\s*:\s*\[')
+_GENERIC_TEXT = re.compile(r'^\s*\{\s*"response"\s*:\s*"')
+
+
+def _salvage_generic(text: str) -> tuple[str, list[ParsedCall]]:
+    if (m := _GENERIC_CALLS.match(text)) is not None:
+        calls: list[ParsedCall] = []
+        pos = m.end()
+        while True:
+            try:
+                obj, pos = _json_at(text, pos)
+            except ToolCallParseError:
+                break
+            calls.append(_call_from_obj(obj))
+            while pos < len(text) and text[pos] in " \n\t,":
+                pos += 1
+        if calls:
+            return "", calls
+    elif (m := _GENERIC_TEXT.match(text)) is not None:
+        raw = text[m.end() :]
+        for cut in range(len(raw), max(len(raw) - 8, 0) - 1, -1):  # an escape cut in half
+            try:
+                return json.loads('"' + raw[:cut] + '"'), []
+            except json.JSONDecodeError:
+                continue
+    raise ToolCallParseError("the reply was cut off before a whole tool call or answer")
 
 
 # --------------------------------------------------------------------------- families
@@ -843,7 +878,8 @@ class ReplyParser:
                 assert self.family.parse is not None
                 calls = self.family.parse(self._calls_text, schemas)
         except ToolCallParseError as exc:
-            out.append(("content", self._calls_text))
+            if not self.generic:  # the model's own syntax: kept as text, nothing is lost
+                out.append(("content", self._calls_text))
             return out, [], str(exc)
         known = {t["name"] for t in self.tools}
         unknown = [c.name for c in calls if known and c.name not in known]

@@ -94,11 +94,11 @@ def test_protocol_round_trip_and_rejects_malformed_messages() -> None:
 
 def test_stop_strings_are_held_back_until_decided() -> None:
     stops = ["\nUser:"]
-    assert _split_stop("Paris.", stops) == ("Paris.", "", False)
-    assert _split_stop("Paris.\nUs", stops) == ("Paris.", "\nUs", False)
-    assert _split_stop("Paris.\nUser: hi", stops) == ("Paris.", "", True)
-    assert _split_stop("Paris.\nUsual", stops) == ("Paris.\nUsual", "", False)
-    assert _split_stop("abc", []) == ("abc", "", False)
+    assert _split_stop("Paris.", stops) == ("Paris.", "", None)
+    assert _split_stop("Paris.\nUs", stops) == ("Paris.", "\nUs", None)
+    assert _split_stop("Paris.\nUser: hi", stops) == ("Paris.", "", "\nUser:")
+    assert _split_stop("Paris.\nUsual", stops) == ("Paris.\nUsual", "", None)
+    assert _split_stop("abc", []) == ("abc", "", None)
 
 
 def test_transcript_for_models_without_a_template() -> None:

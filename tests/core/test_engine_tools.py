@@ -274,3 +274,29 @@ def test_auto_with_markup_in_free_text_never_aborts_and_keeps_the_text(
             assert isinstance(json.loads(done.text)["sum"], int)
     finally:
         client.unload()
+
+
+def test_logprobs_cover_exactly_the_returned_text_and_the_stop_is_named(
+    gemma: EngineClient,
+) -> None:
+    sampling = Sampling(max_tokens=20, temperature=0, logprobs=1, stop=(" 6",))
+    events = list(gemma.complete("1, 2, 3,", sampling))
+    done = events[-1]
+    assert isinstance(done, ReplyFinished)
+    assert done.metrics.stop_reason == "stop" and done.metrics.stop_sequence == " 6"
+    assert "6" not in done.text
+    assert "".join(lp.token for lp in done.logprobs) == done.text
+    streamed = [lp for e in events if isinstance(e, Token) for lp in e.logprobs]
+    assert streamed == list(done.logprobs)
+
+
+def test_a_forced_call_cut_off_by_max_tokens_returns_its_whole_calls(gemma: EngineClient) -> None:
+    # Parallel calls on (the default): the tiny model repeats its call until max_tokens.
+    sampling = Sampling(max_tokens=48, temperature=0, tools=(ADD,), tool_choice="required")
+    events = list(gemma.chat(ASK, sampling))
+    done = events[-1]
+    assert isinstance(done, ReplyFinished)
+    assert done.tool_calls and all(c.name == "add" for c in done.tool_calls)
+    for call in done.tool_calls:
+        _valid_add(call.arguments)
+    assert done.text == "" and not any(isinstance(e, Token) and e.text for e in events)

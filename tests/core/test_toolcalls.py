@@ -387,3 +387,16 @@ def test_tools_with_a_response_format_answer_in_the_schema() -> None:
     assert json.loads(content) == {"city": "Paris"} and calls == []
     with pytest.raises(ValueError, match="GBNF"):
         plan_prompt(None, CONVERSATION, tools=TOOLS, grammar='root ::= "x"')
+
+
+def test_a_cut_off_envelope_keeps_whole_calls_and_never_shows_its_json() -> None:
+    cut = '{"tool_calls": [{"name": "add", "arguments": {"a": 2}}, {"name": "add", "argu'
+    content, calls = parse_generic(cut)
+    assert content == "" and [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("add", {"a": 2})
+    ]
+    assert parse_generic('{"response": "Hello wor') == ("Hello wor", [])
+    parser = ReplyParser(GENERIC, TOOLS, generic=True)
+    parser.feed('{"tool_calls": [{"name": "add", "argu')
+    held, calls, error = parser.finish()
+    assert held == [] and calls == [] and error and "cut off" in error
