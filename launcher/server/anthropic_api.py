@@ -259,8 +259,8 @@ def stop_reason(done: ReplyFinished, stop_sequences: tuple[str, ...] = ()) -> st
     turn (its own ``User:`` stop), so it is ``stop_sequence`` only when the client gave some."""
     if done.tool_calls:
         return "tool_use"
-    if done.metrics.stop_reason == "stop" and not stop_sequences:
-        return "end_turn"
+    if done.metrics.stop_reason == "stop" and done.metrics.stop_sequence not in stop_sequences:
+        return "end_turn"  # the model's own end-of-turn stop, not one the client gave
     return STOP_REASONS.get(done.metrics.stop_reason, "end_turn")
 
 
@@ -284,9 +284,10 @@ class AnthropicRenderer:
         self.blocks = Blocks()
 
     def _stop_sequence(self, done: ReplyFinished) -> str | None:
-        # The engine says a stop sequence matched, not which; with one it is that one.
-        if done.metrics.stop_reason == "stop" and len(self.options.stop_sequences) == 1:
-            return self.options.stop_sequences[0]
+        """The client's stop sequence that ended the reply (the engine names it)."""
+        seq = done.metrics.stop_sequence
+        if done.metrics.stop_reason == "stop" and seq in self.options.stop_sequences:
+            return seq
         return None
 
     def _message(self, content: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,9 @@ LOGPROBS = (
 )
 
 
-def metrics(stop: str = "eos", reasoning_tokens: int = 0) -> ReplyMetrics:
+def metrics(
+    stop: str = "eos", reasoning_tokens: int = 0, stop_sequence: str | None = None
+) -> ReplyMetrics:
     return ReplyMetrics(
         ttft_s=0.01,
         prompt_tokens=20,
@@ -52,6 +54,7 @@ def metrics(stop: str = "eos", reasoning_tokens: int = 0) -> ReplyMetrics:
         template="gguf chat template",
         cached_tokens=5,
         reasoning_tokens=reasoning_tokens,
+        stop_sequence=stop_sequence,
     )
 
 
@@ -414,9 +417,14 @@ def test_anthropic_whole_reply_and_error_shape() -> None:
     assert msg["content"][1]["input"] == {"city": "Paris"}
     assert msg["stop_reason"] == "tool_use"
     assert msg["usage"]["input_tokens"] == 20 and msg["usage"]["cache_read_input_tokens"] == 5
-    stopped = ReplyFinished(text="a", metrics=metrics("stop"))
-    one_stop = an.AnthropicRenderer(an.MessagesOptions(("END",)), "m").whole(stopped)
-    assert (one_stop["stop_reason"], one_stop["stop_sequence"]) == ("stop_sequence", "END")
+    stopped = ReplyFinished(text="a", metrics=metrics("stop", stop_sequence="END"))
+    options = an.MessagesOptions(("STOP", "END"))
+    by_client = an.AnthropicRenderer(options, "m").whole(stopped)
+    assert (by_client["stop_reason"], by_client["stop_sequence"]) == ("stop_sequence", "END")
+    # The model's own turn-end stop is an end of turn, not a client's stop sequence.
+    turn_end = ReplyFinished(text="a", metrics=metrics("stop", stop_sequence="\nUser:"))
+    ended = an.AnthropicRenderer(options, "m").whole(turn_end)
+    assert (ended["stop_reason"], ended["stop_sequence"]) == ("end_turn", None)
     length = renderer.whole(ReplyFinished(text="a", metrics=metrics("length")))
     assert length["stop_reason"] == "max_tokens"
     body = ApiError(503, "busy").anthropic_body()
