@@ -4,6 +4,10 @@ The model runs in its own host process (``launcher.engine``). After each reply a
 shows time to first token, prefill and decode speed, tokens and why the reply stopped. Ctrl-C
 stops a reply (the model stays loaded); a second Ctrl-C, or Ctrl-C / Ctrl-D at the prompt,
 quits. ``--json`` prints one JSON object per reply instead of streaming text.
+
+``--mcp mcp.json`` gives the model the tools of those MCP servers (``launcher/tools``): each
+call is printed and asked about (``--allow-tools``: not asked), its result goes back to the
+model, and a turn ends with the answer; Ctrl-C stops the turn, tools included.
 """
 
 from __future__ import annotations
@@ -181,6 +185,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-tokens", type=int, default=1024, help="longest reply (default 1024)")
     p.add_argument("--temperature", type=float, default=0.7, help="0 for greedy (default 0.7)")
     p.add_argument("--json", action="store_true", help="print one JSON object per reply")
+    from launcher.tools.terminal import add_tool_args
+
+    add_tool_args(p)
     p.set_defaults(func=handler)
 
 
@@ -189,19 +196,20 @@ class _Interrupts:
 
     def __init__(self, client: Any) -> None:  # EngineClient or RemoteEngineClient
         self.client = client
+        self.cancel = client.cancel  # with tools: stop the whole turn
         self.replying = False
         self.cancelled = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.replying and not self.cancelled:
             self.cancelled = True
-            self.client.cancel()
+            self.cancel()
             return
         raise KeyboardInterrupt
 
 
 def _reply(
-    client: Any, history: list[dict[str, str]], sampling: Sampling, as_json: bool
+    client: Any, history: list[dict[str, Any]], sampling: Sampling, as_json: bool
 ) -> Iterator[str]:
     """Stream one reply; yields text pieces; returns after printing the metrics."""
     for ev in client.chat(history, sampling):
@@ -229,7 +237,9 @@ def _reply(
 def handler(args: argparse.Namespace) -> int:
     from launcher.engine.remote import RemoteEngineClient
     from launcher.remotes import is_remote_spec
+    from launcher.tools.terminal import TerminalToolChat, check_tool_args
 
+    check_tool_args(args)
     remote = is_remote_spec(args.model)  # remote:NAME/MODEL runs on a saved server
     path = Path(args.model) if remote else resolve_model(args.model)
     params, memory_plan = (None, None) if remote else load_settings(path, args)
@@ -258,10 +268,18 @@ def handler(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        history: list[dict[str, str]] = []
+        history: list[dict[str, Any]] = []
         if args.system:
             history.append({"role": "system", "content": args.system})
         interrupts = _Interrupts(client)
+        tools = TerminalToolChat(client, args) if args.mcp else None
+        if tools is not None:
+            interrupts.cancel = tools.stop
+
+            def asking(prompting: bool) -> None:  # Ctrl-C at a y/N question: stop the turn
+                interrupts.replying = not prompting
+
+            tools.on_approval_prompt = asking
         previous = signal.signal(signal.SIGINT, interrupts)
         try:
             while True:
@@ -276,9 +294,12 @@ def handler(args: argparse.Namespace) -> int:
                 history.append({"role": "user", "content": line})
                 interrupts.replying, interrupts.cancelled = True, False
                 try:
-                    for piece in _reply(client, history, sampling, args.json):
-                        if not args.json:
-                            print(piece, end="", flush=True)
+                    if tools is not None:
+                        tools.turn(history, sampling, args.json)
+                    else:
+                        for piece in _reply(client, history, sampling, args.json):
+                            if not args.json:
+                                print(piece, end="", flush=True)
                 except KeyboardInterrupt:
                     return 0
                 except RemoteEngineError as exc:  # the server failed this reply: say so, go on
@@ -304,3 +325,5 @@ def handler(args: argparse.Namespace) -> int:
                     client.load(path, params, plan=memory_plan)
         finally:
             signal.signal(signal.SIGINT, previous)
+            if tools is not None:
+                tools.close()

@@ -47,8 +47,10 @@ class McpServerConfig:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The values that must never be shown: env values and header values."""
-        return tuple(v for v in (*self.env.values(), *self.headers.values()) if v)
+        """The values that must never be shown: env values and header values (all of them
+        in files and ``public_json``; in free text, those that could be a token: not very
+        short values such as ``1``, nor paths that exist such as a ``PYTHONPATH``)."""
+        return tuple(v for v in (*self.env.values(), *self.headers.values()) if _maybe_token(v))
 
     def describe(self) -> str:
         """What it runs or where it connects, without secrets (env and header names only)."""
@@ -83,6 +85,13 @@ class McpServerConfig:
             if key in data:
                 data[key] = dict.fromkeys(data[key], "***")
         return {"name": self.name, "transport": self.transport, **data}
+
+
+def _maybe_token(value: str) -> bool:
+    if len(value) < 4:
+        return False
+    parts = [p for p in value.split(os.pathsep) if p]
+    return not (parts and all(os.sep in p and os.path.exists(p) for p in parts))
 
 
 def redact(text: str, *configs: McpServerConfig) -> str:
