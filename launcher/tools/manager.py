@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from mcp_types import CONNECTION_CLOSED
-
 from launcher.errors import (
     McpConfigError,
     McpServerError,
@@ -489,6 +487,7 @@ class McpManager:
             ) from None
         except Exception as exc:
             from mcp.shared.exceptions import MCPError
+            from mcp_types import CONNECTION_CLOSED
 
             if isinstance(exc, MCPError) and exc.code != CONNECTION_CLOSED and conn.alive:
                 # The server answered with a protocol error (unknown tool, bad arguments).
