@@ -77,18 +77,20 @@ CACHE="${SPARK_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spark-launcher/wheel
 # tool-call formats the tests read, and tools/build_llama_tools.sh builds llama-server from it.
 SDIST_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/spark-launcher/sdist"
 SDIST="$SDIST_DIR/llama_cpp_python-$VERSION.tar.gz"
-if ! ls "$CACHE"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  if [ ! -f "$SDIST" ]; then
-    mkdir -p "$SDIST_DIR"
-    "$PY" -m pip download -q --no-deps --no-binary llama-cpp-python -d "$SDIST_DIR.tmp" "llama-cpp-python==$VERSION"
+fetch_sdist() {
+  mkdir -p "$SDIST_DIR"
+  "$PY" -m pip download -q --no-deps --no-binary llama-cpp-python -d "$SDIST_DIR.tmp" "llama-cpp-python==$VERSION" &&
     mv "$SDIST_DIR.tmp/llama_cpp_python-$VERSION.tar.gz" "$SDIST" && rm -rf "$SDIST_DIR.tmp"
-  fi
+}
+if ! ls "$CACHE"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  [ -f "$SDIST" ] || fetch_sdist
   echo "Building llama-cpp-python $VERSION for $BACKEND (a few minutes, once)..."
   mkdir -p "$CACHE.tmp"
   CMAKE_ARGS="$CMAKE" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
     "$PY" -m pip wheel --no-cache-dir --no-deps -w "$CACHE.tmp" "$SDIST"
   rm -rf "$CACHE" && mv "$CACHE.tmp" "$CACHE"
 fi
+[ -f "$SDIST" ] || fetch_sdist || echo "note: the llama-cpp-python sdist could not be kept (template tests will skip)" >&2
 "$PY" -m pip install -q --force-reinstall --no-deps "$CACHE"/llama_cpp_python-*.whl
 printf '%s\nbackend=%s\ncmake=%s\n' "$TAG" "$BACKEND" "$CMAKE" > "$MARKER"
 echo "llama-cpp-python $VERSION installed ($BACKEND)"
