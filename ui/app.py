@@ -228,6 +228,7 @@ class AppContext(QObject):
         self.local_tasks = TaskRunner("local tasks")
         self.library_tasks = TaskRunner("library tasks")
         self.network_tasks = TaskRunner("network tasks")
+        self._mcp_tested: dict[str, str] = {}  # MCP server -> last test (network thread only)
         self.store = ChatStore(paths.chats_dir)
         self.local_models = LocalModelModel()
         self.downloads = DownloadModel()
@@ -382,6 +383,10 @@ class AppContext(QObject):
         self.doctor.token_entered.connect(self._on_token_entered)
         self.doctor.remotes.add_requested.connect(self.add_remote)
         self.doctor.remotes.remove_requested.connect(self.remove_remote)
+        self.doctor.mcp.add_requested.connect(self.add_mcp_server)
+        self.doctor.mcp.import_requested.connect(self.import_mcp_servers)
+        self.doctor.mcp.test_requested.connect(self.test_mcp_server)
+        self.doctor.mcp.remove_requested.connect(self.remove_mcp_server)
         self.session.model_loaded.connect(self._on_model_loaded)
         self.session.model_unloaded.connect(self._on_model_unloaded)
         self.window.view_changed.connect(self._on_view_changed)
@@ -404,6 +409,7 @@ class AppContext(QObject):
             self.local_tasks.submit(probe, self._on_profile, self._on_probe_failed)
         self.scan_library()
         self.refresh_remotes()
+        self.refresh_mcp_servers()
         self.server_view.serve_if_configured()  # it was on when the app last closed
 
     def _load_catalog(self) -> Any:
@@ -831,6 +837,105 @@ class AppContext(QObject):
             self.refresh_remotes()
 
         self.network_tasks.submit(work, done, self.doctor.remotes.show_message)
+
+    # ------------------------------------------------------------------ MCP servers
+    def refresh_mcp_servers(self) -> None:
+        """List the saved MCP servers in Doctor & settings, with the last test of each."""
+        from ui.views.mcp_servers import McpServerRow
+
+        paths = self.paths
+        tested = self._mcp_tested
+
+        def work() -> list[McpServerRow]:
+            from launcher.tools.config import McpStore
+
+            return [
+                McpServerRow(
+                    s.name,
+                    s.transport + ("" if s.enabled else " (off)"),
+                    s.describe(),
+                    tested.get(s.name, "not tested"),
+                )
+                for s in McpStore(paths).all()
+            ]
+
+        self.network_tasks.submit(work, self.doctor.mcp.set_servers, self.doctor.mcp.show_message)
+
+    def _mcp_task(self, work: Callable[[], str]) -> None:
+        def done(message: str) -> None:
+            self.doctor.mcp.show_message(message)
+            self.refresh_mcp_servers()
+
+        self.network_tasks.submit(work, done, self.doctor.mcp.show_message)
+
+    def add_mcp_server(self, name: str, target: str) -> None:
+        """Save a server from a command line (stdio) or a URL (HTTP), then test it."""
+        paths = self.paths
+
+        def work() -> str:
+            import shlex
+
+            from launcher.tools.config import McpStore, server_from_json
+
+            if target.startswith(("http://", "https://")):
+                entry: dict[str, Any] = {"url": target}
+            else:
+                words = shlex.split(target)
+                entry = {"command": words[0], "args": words[1:]}
+            server = McpStore(paths).save(server_from_json(name, entry))
+            return f"Saved {server.name}. " + self._test_mcp(server)
+
+        self._mcp_task(work)
+
+    def import_mcp_servers(self, path: str) -> None:
+        paths = self.paths
+
+        def work() -> str:
+            from launcher.tools.config import McpStore, load_mcp_json
+
+            servers = McpStore(paths).import_servers(load_mcp_json(path))
+            names = ", ".join(s.name for s in servers) or "none"
+            return f"Imported {len(servers)} server(s): {names}. Select one and Test it."
+
+        self._mcp_task(work)
+
+    def test_mcp_server(self, name: str) -> None:
+        paths = self.paths
+
+        def work() -> str:
+            from launcher.tools.config import McpStore
+
+            return self._test_mcp(McpStore(paths).get(name))
+
+        self._mcp_task(work)
+
+    def _test_mcp(self, server: Any) -> str:
+        """Start ``server``, list its tools, stop it; the result is kept for the table.
+        Runs on the network task thread."""
+        from launcher.errors import ToolError
+        from launcher.tools.manager import McpManager
+
+        tested = self._mcp_tested
+        try:
+            with McpManager([server]) as manager:
+                tools = manager.list_tools(server.name)
+        except ToolError as exc:
+            tested[server.name] = "failed"
+            return str(exc)
+        names = ", ".join(t.name for t in tools)
+        tested[server.name] = f"{plural(len(tools), 'tool')}: {names}" if tools else "no tools"
+        return f"{server.name}: {tested[server.name]}."
+
+    def remove_mcp_server(self, name: str) -> None:
+        paths = self.paths
+
+        def work() -> str:
+            from launcher.tools.config import McpStore
+
+            McpStore(paths).remove(name)
+            return f"Removed {name}."
+
+        self._mcp_task(work)
 
     # ------------------------------------------------------------------ doctor & settings
     def run_doctor(self) -> None:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 from launcher.settings import Settings
 from ui.models.checks import CheckModel
 from ui.models.rows import CheckRow
+from ui.views.mcp_servers import McpServersBox
 from ui.views.remotes import RemoteServersBox
 from ui.widgets.elided_label import ElidedLabel
 
@@ -122,10 +124,16 @@ class DoctorView(QWidget):
         layout.addWidget(self.table, 1)
         layout.addLayout(row)
         self.remotes = RemoteServersBox()  # saved remote servers; wired in ui/app.py
-        # Side by side, so the checks keep their room on a 1280x720 screen.
+        self.mcp = McpServersBox()  # saved MCP servers (tools); wired in ui/app.py
+        # Remote and MCP servers share one column as tabs, and sit beside the settings, so
+        # the checks keep their room on a 1280x720 screen.
+        self.servers_tabs = QTabWidget()
+        self.servers_tabs.setDocumentMode(True)
+        self.servers_tabs.addTab(self.remotes, "Remote servers")
+        self.servers_tabs.addTab(self.mcp, "MCP servers")
         lower = QHBoxLayout()
         lower.addWidget(box, 1)
-        lower.addWidget(self.remotes, 1)
+        lower.addWidget(self.servers_tabs, 1)
         layout.addLayout(lower)
 
         self.rerun_button.clicked.connect(self._on_rerun)
