@@ -3,8 +3,10 @@
 Runs the real app (offscreen when ``QT_QPA_PLATFORM=offscreen``) in a throwaway home folder
 with this machine's real probe, the offline catalog, a live memory gauge, and one sample
 conversation, then grabs the window once per view: ``discover.png``, ``library.png``,
-``chat.png``, ``doctor.png``, plus ``discover-dark.png`` and ``chat-dark.png`` in the dark
-theme (the Compare view renders its own screenshots).
+``chat.png``, ``doctor.png``, ``doctor-mcp.png`` (the MCP servers tab, the repository's test
+MCP server started and its tools listed for real), plus ``discover-dark.png`` and
+``chat-dark.png`` in the dark theme (the Compare view renders its own screenshots).
+``python -m ui.screenshots --mcp OUT_DIR`` renders ``doctor-mcp.png`` alone.
 Used by ``make screenshots``; the README shows the results.
 
 ``python -m ui.screenshots --fit OUT_DIR`` renders the fit check instead (``docs/fit/``):
@@ -208,7 +210,56 @@ def fit(out: Path) -> None:
         )
 
 
+def _mcp_shot(app: QApplication, ctx: Any, out: Path) -> Path:
+    """Doctor & settings on its MCP servers tab: two saved servers, the first one (the test
+    suite's MCP server) started and its tools listed, as the Test button does."""
+    from launcher.tools.config import McpStore, server_from_json
+
+    root = Path(__file__).resolve().parent.parent
+    store = McpStore(ctx.paths)
+    calc = {"command": sys.executable, "args": ["-m", "tests.support.mcp_test_server"],
+            "env": {"PYTHONPATH": str(root)}}  # fmt: skip
+    search = {"url": "https://mcp.example.com/mcp",
+              "headers": {"Authorization": "Bearer sk-example"}}  # fmt: skip
+    store.save(server_from_json("calc", calc))
+    store.save(server_from_json("search", search))
+    box = ctx.doctor.mcp
+    ctx.window.show_view("doctor")
+    ctx.doctor.servers_tabs.setCurrentWidget(box)
+    ctx.test_mcp_server("calc")
+    deadline = 600
+    while "tool" not in box.status_label.text() and deadline:
+        _wait(app, 50)
+        deadline -= 1
+    _wait(app, 300)
+    box.table.selectRow(0)
+    _wait(app, 150)
+    path = out / "doctor-mcp.png"
+    ctx.window.grab().save(str(path))
+    ctx.doctor.servers_tabs.setCurrentIndex(0)
+    return path
+
+
+def _mcp_only(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="spark-shots-") as home:
+        os.environ["SPARK_LAUNCHER_HOME"] = home
+        app = QApplication.instance() or QApplication([sys.argv[0]])
+        from launcher.paths import AppPaths
+        from ui.app import AppContext
+
+        ctx = AppContext(AppPaths.default())
+        ctx.window.resize(1280, 800)
+        ctx.window.show()
+        ctx.start()
+        print(_mcp_shot(app, ctx, out))  # type: ignore[arg-type]
+        ctx.window.close()
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--mcp"]:
+        _mcp_only(Path(argv[1] if len(argv) > 1 else "docs"))
+        return 0
     if argv[:1] == ["--fit"]:
         fit(Path(argv[1] if len(argv) > 1 else "docs/fit"))
         return 0
@@ -254,6 +305,7 @@ def main(argv: list[str]) -> int:
             path = out / f"{key}.png"
             window.grab().save(str(path))
             written.append(path)
+        written.append(_mcp_shot(app, ctx, out))
         # The same window in the dark theme, as a user with a dark desktop sees it.
         from ui.theme import apply_theme
 
