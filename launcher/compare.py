@@ -609,9 +609,15 @@ class ComparisonSession:
         return msgs
 
     def _sampling_for(self, prompt: Any) -> Sampling:
+        changes: dict[str, Any] = {}
         if prompt.max_tokens:
-            return dataclasses.replace(self.sampling, max_tokens=prompt.max_tokens)
-        return self.sampling
+            changes["max_tokens"] = prompt.max_tokens
+        if getattr(prompt, "tools", ()):
+            changes["tools"] = tuple(prompt.tools)
+        schema = prompt.json_schema() if hasattr(prompt, "json_schema") else None
+        if schema is not None:
+            changes["json_schema"] = schema
+        return dataclasses.replace(self.sampling, **changes) if changes else self.sampling
 
     def _new_run(self, model: CompareModel, prompt_id: str) -> RunResult:
         fp = model.footprint
@@ -654,6 +660,7 @@ class ComparisonSession:
         sampler = _PeakSampler(loaded)
         t0 = time.perf_counter()
         parts: list[str] = []
+        tool_calls: tuple[Any, ...] = ()
         alive = True
         try:
             for ev in client.chat(self._messages(prompt), self._sampling_for(prompt)):
@@ -664,6 +671,10 @@ class ComparisonSession:
                 elif isinstance(ev, ReplyFinished):
                     m = ev.metrics
                     run.reply = ev.text
+                    tool_calls = ev.tool_calls
+                    run.tool_calls = [
+                        {"name": c.name, "arguments": c.arguments} for c in ev.tool_calls
+                    ]
                     run.ttft_s = m.ttft_s
                     run.prefill_tps = m.prefill_tokens_per_s
                     run.decode_tps = m.decode_tokens_per_s
@@ -683,8 +694,9 @@ class ComparisonSession:
             yield ModelFailed(model.label, run.error)
         sampler.sample()
         run.peak_memory_bytes = sampler.peak
-        if run.error is None and prompt.check is not None:
-            run.check_passed = prompt.check.passes(run.reply)
+        if run.error is None:
+            run.check_passed, outcomes = _grade(prompt, run.reply, tool_calls)
+            run.checks = [o.to_json() for o in outcomes]
         if not alive:
             self._close(model.label)
         yield RunDone(dataclasses.replace(run))  # a copy: receivers on other threads keep it
@@ -770,6 +782,22 @@ class _PeakSampler:
             return
         total = rss + self._gpu
         self.peak = total if self.peak is None else max(self.peak, total)
+
+
+def _grade(prompt: Any, text: str, tool_calls: Sequence[Any]) -> tuple[bool | None, list[Any]]:
+    """All of a prompt's checks on a reply (a check that cannot run counts as failed)."""
+    from launcher.compare_checks import Outcome
+
+    if hasattr(prompt, "grade"):
+        try:
+            passed, outcomes = prompt.grade(text, tool_calls)
+        except (OSError, ValueError) as exc:  # e.g. no Python to run a code check with
+            return False, [Outcome("error", False, f"the check could not run: {exc}")]
+        return passed, list(outcomes)
+    if prompt.check is None:
+        return None, []
+    ok = prompt.check.passes(text)
+    return ok, [Outcome(prompt.check.kind, ok)]
 
 
 def dt_now() -> str:

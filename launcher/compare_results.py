@@ -72,6 +72,9 @@ class RunResult:
     stop_reason: str | None = None
     error: str | None = None
     est_prefill_tps: float | None = None
+    #: Each check's outcome (``{"kind", "passed", "detail"}``), and the tool calls made.
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -230,7 +233,9 @@ class ComparisonResult:
         return rows
 
     def _has_check(self, prompt_id: str) -> bool:
-        return any(p["id"] == prompt_id and p.get("check") for p in self.prompts)
+        return any(
+            p["id"] == prompt_id and (p.get("check") or p.get("checks")) for p in self.prompts
+        )
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:

@@ -10,129 +10,147 @@ ever executed, so a coding prompt is graded by the shape of the code, not by run
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from launcher.errors import LauncherError
+from launcher.compare_checks import (
+    AnyCheck,
+    Check,
+    Reply,
+    SuiteError,
+    normalize_tool,
+    parse_check,
+)
+
+__all__ = [
+    "SUITES_DIR",
+    "Check",
+    "PromptSuite",
+    "Reply",
+    "SuiteError",
+    "SuitePrompt",
+    "accuracy",
+    "load_jsonl_suite",
+    "load_suite",
+    "single_prompt",
+    "suite_names",
+]
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "resources" / "prompt_suites"
-
-CheckKind = Literal["contains", "number", "regex"]
-
-# A number as people write it in an answer: "1,234.5", "-3", "42". Thousands separators are
-# removed before parsing.
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-class SuiteError(LauncherError):
-    """A prompt suite is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """An automatic grade for one prompt's reply. Only reads the text; never runs it."""
-
-    kind: CheckKind
-    value: str | float | tuple[str, ...]
-    tolerance: float = 0.0
-
-    def passes(self, reply: str) -> bool:
-        """True when ``reply`` satisfies the check."""
-        if self.kind == "contains":
-            options = self.value if isinstance(self.value, tuple) else (str(self.value),)
-            text = reply.casefold()
-            return any(opt.casefold() in text for opt in options)
-        if self.kind == "number":
-            numbers = [n.replace(",", "") for n in _NUMBER.findall(reply)]
-            numbers = [n for n in numbers if n not in ("", "-")]
-            if not numbers:
-                return False
-            try:
-                got = float(numbers[-1])
-            except ValueError:
-                return False
-            assert not isinstance(self.value, tuple)
-            return abs(got - float(self.value)) <= self.tolerance
-        pattern = self.value if isinstance(self.value, str) else str(self.value)
-        return re.search(pattern, reply, flags=re.IGNORECASE | re.DOTALL) is not None
-
-    def describe(self) -> str:
-        """A short human description ("expects 42", "mentions Paris")."""
-        if self.kind == "contains":
-            options = self.value if isinstance(self.value, tuple) else (str(self.value),)
-            return "mentions " + " or ".join(repr(o) for o in options)
-        if self.kind == "number":
-            tol = f" ± {self.tolerance:g}" if self.tolerance else ""
-            return f"final number is {float(self.value):g}{tol}"  # type: ignore[arg-type]
-        return f"matches /{self.value}/"
-
-    def to_json(self) -> dict[str, Any]:
-        value = list(self.value) if isinstance(self.value, tuple) else self.value
-        out: dict[str, Any] = {"type": self.kind, "value": value}
-        if self.tolerance:
-            out["tolerance"] = self.tolerance
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Check:
-        kind = data.get("type")
-        value = data.get("value")
-        if kind == "contains":
-            if isinstance(value, list):
-                return cls("contains", tuple(str(v) for v in value))
-            return cls("contains", str(value))
-        if kind == "number":
-            try:
-                return cls("number", float(value), float(data.get("tolerance", 0.0)))  # type: ignore[arg-type]
-            except (TypeError, ValueError) as exc:
-                raise SuiteError(f"number check needs a numeric value, got {value!r}") from exc
-        if kind == "regex":
-            try:
-                re.compile(str(value))
-            except re.error as exc:
-                raise SuiteError(f"regex check {value!r} does not compile: {exc}") from exc
-            return cls("regex", str(value))
-        raise SuiteError(f"unknown check type {kind!r}: use contains, number or regex")
 
 
 @dataclass(frozen=True)
 class SuitePrompt:
-    """One prompt of a suite (or a single ad-hoc prompt), with an optional check."""
+    """One prompt of a suite (or a single ad-hoc prompt), with what it is asked with (system
+    prompt, tools, response format) and the checks that grade its replies."""
 
     id: str
     text: str
-    check: Check | None = None
+    check: AnyCheck | None = None
     system: str | None = None
     max_tokens: int | None = None
+    checks: tuple[AnyCheck, ...] = ()  # more checks; every one must pass
+    tools: tuple[dict[str, Any], ...] = ()  # ``Sampling.tools`` shape
+    response_format: dict[str, Any] | None = None  # OpenAI's shape
+
+    @property
+    def all_checks(self) -> tuple[AnyCheck, ...]:
+        """``check`` and ``checks`` together, in that order."""
+        return ((self.check,) if self.check else ()) + self.checks
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """The ``Sampling.json_schema`` its ``response_format`` asks for (``{}``: any object)."""
+        return _response_schema(self.response_format)
+
+    def grade(self, text: str, tool_calls: Sequence[Any] = ()) -> tuple[bool | None, list[Any]]:
+        """Grade a reply: (all checks passed, or None without checks; each check's outcome)."""
+        reply = Reply.of(text, tool_calls)
+        outcomes = [c.grade(reply) for c in self.all_checks]
+        return (all(o.passed for o in outcomes) if outcomes else None), outcomes
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "text": self.text}
         if self.check:
             out["check"] = self.check.to_json()
+        if self.checks:
+            out["checks"] = [c.to_json() for c in self.checks]
         if self.system:
             out["system"] = self.system
         if self.max_tokens:
             out["max_tokens"] = self.max_tokens
+        if self.tools:
+            out["tools"] = list(self.tools)
+        if self.response_format:
+            out["response_format"] = self.response_format
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SuitePrompt:
-        text = data.get("text")
+    def from_json(cls, data: Mapping[str, Any]) -> SuitePrompt:
+        text = data.get("text", data.get("prompt"))
         if "text_file" in data and not text:
             text = (SUITES_DIR / str(data["text_file"])).read_text(encoding="utf-8")
         if not isinstance(text, str) or not text.strip():
             raise SuiteError(f"prompt {data.get('id')!r} has no text")
-        check = Check.from_json(data["check"]) if data.get("check") else None
+        known = {
+            "id", "text", "prompt", "text_file", "check", "checks", "system", "max_tokens",
+            "tools", "response_format",
+        }  # fmt: skip
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SuiteError(
+                f"unknown field {', '.join(map(repr, unknown))}: a prompt has "
+                "id, prompt (or text), system, tools, response_format, checks, max_tokens"
+            )
+        raw_tools = data.get("tools") or []
+        if not isinstance(raw_tools, list):
+            raise SuiteError("'tools' must be a list of tools (OpenAI's function format)")
+        tools = tuple(normalize_tool(t) for t in raw_tools)
+        system = data.get("system")
+        if system is not None and not isinstance(system, str):
+            raise SuiteError("'system' must be a string")
+        raw_checks = data.get("checks") or []
+        if not isinstance(raw_checks, list):
+            raise SuiteError("'checks' must be a list of checks")
+        response_format = data.get("response_format")
+        _response_schema(response_format)  # validates it
+        max_tokens = data.get("max_tokens")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise SuiteError("'max_tokens' must be a positive whole number")
         return cls(
             id=str(data.get("id") or "prompt"),
             text=text,
-            check=check,
-            system=data.get("system"),
-            max_tokens=int(data["max_tokens"]) if data.get("max_tokens") else None,
+            check=parse_check(data["check"], tools) if data.get("check") else None,
+            system=system,
+            max_tokens=max_tokens or None,
+            checks=tuple(parse_check(c, tools) for c in raw_checks),
+            tools=tools,
+            response_format=dict(response_format) if response_format else None,
         )
+
+
+def _response_schema(fmt: Any) -> dict[str, Any] | None:
+    """``Sampling.json_schema`` for an OpenAI ``response_format`` (None: free text)."""
+    if fmt is None:
+        return None
+    if not isinstance(fmt, Mapping):
+        raise SuiteError('\'response_format\' must be an object such as {"type": "json_object"}')
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {}
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if not isinstance(schema, Mapping):
+            raise SuiteError("response_format json_schema needs 'json_schema': {'schema': {...}}")
+        parse_check({"type": "json", "schema": schema})  # validates the schema
+        return dict(schema)
+    raise SuiteError(
+        f"response_format type {kind!r} is not supported: use text, json_object or json_schema"
+    )
 
 
 @dataclass(frozen=True)
@@ -147,7 +165,7 @@ class PromptSuite:
     @property
     def checked(self) -> int:
         """How many prompts carry an automatic check."""
-        return sum(1 for p in self.prompts if p.check)
+        return sum(1 for p in self.prompts if p.all_checks)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -185,6 +203,8 @@ def suite_names(folder: Path = SUITES_DIR) -> list[str]:
 def load_suite(name_or_path: str | Path, folder: Path = SUITES_DIR) -> PromptSuite:
     """Load a suite by name (``coding``) or by path to a JSON file."""
     path = Path(name_or_path)
+    if path.suffix.lower() == ".jsonl":
+        return load_jsonl_suite(path)
     if not path.suffix:
         path = folder / f"{name_or_path}.json"
     if not path.is_file():
@@ -203,3 +223,48 @@ def accuracy(passed: Sequence[bool | None]) -> float | None:
     """Share of checked prompts passed, or ``None`` when nothing was checked."""
     graded = [p for p in passed if p is not None]
     return sum(graded) / len(graded) if graded else None
+
+
+def load_jsonl_suite(path: str | Path, name: str | None = None) -> PromptSuite:
+    """A suite file in JSON Lines: one prompt per line (see README, "compare").
+
+    Each line is an object with ``prompt`` (or ``text``) and optionally ``id`` (default: the
+    line number), ``system``, ``tools``, ``response_format``, ``checks`` and ``max_tokens``.
+    Blank lines and lines starting with ``#`` or ``//`` are skipped. Every error names the file
+    and line.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise SuiteError(f"cannot read the suite file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"suite file {path} is not UTF-8 text") from exc
+    prompts: list[SuitePrompt] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "//")):
+            continue
+        where = f"{path.name} line {number}"
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise SuiteError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+        if not isinstance(data, dict):
+            raise SuiteError(f"{where}: each line must be a JSON object with a 'prompt'")
+        data.setdefault("id", f"line-{number}")
+        try:
+            prompt = SuitePrompt.from_json(data)
+        except SuiteError as exc:
+            raise SuiteError(f"{where}: {exc}") from exc
+        if prompt.id in seen:
+            raise SuiteError(
+                f"{where}: id {prompt.id!r} was already used on line {seen[prompt.id]}"
+            )
+        seen[prompt.id] = number
+        prompts.append(prompt)
+    if not prompts:
+        raise SuiteError(f"suite file {path} has no prompts")
+    stem = name or path.stem
+    return PromptSuite(stem, stem, f"{len(prompts)} prompts from {path.name}", tuple(prompts))
