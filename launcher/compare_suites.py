@@ -9,6 +9,7 @@ ever executed, so a coding prompt is graded by the shape of the code, not by run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -162,6 +163,14 @@ class PromptSuite:
     description: str
     prompts: tuple[SuitePrompt, ...] = field(default_factory=tuple)
 
+    def head(self, limit: int | None) -> PromptSuite:
+        """The first ``limit`` prompts (all when None)."""
+        if limit is None:
+            return self
+        if limit < 1:
+            raise SuiteError("the prompt limit must be at least 1")
+        return dataclasses.replace(self, prompts=self.prompts[:limit])
+
     @property
     def checked(self) -> int:
         """How many prompts carry an automatic check."""
@@ -195,13 +204,21 @@ def single_prompt(text: str, max_tokens: int | None = None) -> PromptSuite:
     )
 
 
+BUILTIN_SUITES = ("humaneval",)
+"""Suites built in code rather than from a file (``launcher/compare_humaneval.py``)."""
+
+
 def suite_names(folder: Path = SUITES_DIR) -> list[str]:
-    """Names of the suites available (file stems), sorted."""
-    return sorted(p.stem for p in folder.glob("*.json"))
+    """Names of the suites available (file stems, then the built-in ones), sorted."""
+    return sorted(p.stem for p in folder.glob("*.json")) + list(BUILTIN_SUITES)
 
 
 def load_suite(name_or_path: str | Path, folder: Path = SUITES_DIR) -> PromptSuite:
-    """Load a suite by name (``coding``) or by path to a JSON file."""
+    """Load a suite by name (``coding``, ``humaneval``) or by path to a JSON or JSONL file."""
+    if str(name_or_path) == "humaneval" and folder == SUITES_DIR:
+        from launcher.compare_humaneval import humaneval_suite
+
+        return humaneval_suite()
     path = Path(name_or_path)
     if path.suffix.lower() == ".jsonl":
         return load_jsonl_suite(path)
