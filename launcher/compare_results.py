@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from launcher.compare_stats import Candidate, Recommendation, recommend, wilson_interval
 from launcher.compare_suites import accuracy
 from launcher.errors import LauncherError
 from launcher.fsutil import atomic_write_json, atomic_write_text, read_json
@@ -93,6 +94,24 @@ class Vote:
 
 
 @dataclass
+class JudgeVerdict:
+    """A judge model's grade of one prompt: the winner (None: tie) and its two readings.
+
+    ``a_first`` is its verdict ("first", "second", "tie" or None: none given) with the first
+    model's answer shown first, ``b_first`` with the order swapped; ``consistent`` says both
+    picked the same winner. ``raw`` keeps the judge's two replies.
+    """
+
+    prompt_id: str
+    winner: str | None
+    a_first: str | None
+    b_first: str | None
+    consistent: bool
+    raw: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
 class ModelSummary:
     """Per-model aggregate over the prompts of a comparison (the suite table)."""
 
@@ -110,6 +129,10 @@ class ModelSummary:
     wins: int
     ties: int
     votes: int
+    #: 95% Wilson interval of ``accuracy`` (None when nothing was checked).
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
+    judge_wins: int = 0  # prompts the judge gave this model (both orders agreeing)
 
     @property
     def vote_score(self) -> float | None:
@@ -147,6 +170,8 @@ class ComparisonResult:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     created: str = field(default_factory=_now)
     finished: str | None = None
+    judge: str | None = None  # the judge model's label, when one graded the replies
+    judge_verdicts: list[JudgeVerdict] = field(default_factory=list)
 
     # ------------------------------------------------------------------ lookups
     @property
@@ -211,6 +236,8 @@ class ComparisonResult:
             checks += [False for r in runs if not r.ok and self._has_check(r.prompt_id)]
             votes_for = [v for v in self.votes if m.label in v.letters.values()]
             peaks = [r.peak_memory_bytes for r in ok if r.peak_memory_bytes is not None]
+            graded = [c for c in checks if c is not None]
+            low, high = wilson_interval(sum(graded), len(graded)) if graded else (None, None)
             totals = [r.total_s for r in ok if r.total_s is not None]
             rows.append(
                 ModelSummary(
@@ -228,9 +255,47 @@ class ComparisonResult:
                     wins=sum(1 for v in votes_for if v.winner == m.label),
                     ties=sum(1 for v in votes_for if v.winner is None),
                     votes=len(votes_for),
+                    accuracy_low=low,
+                    accuracy_high=high,
+                    judge_wins=sum(
+                        1 for v in self.judge_verdicts if v.winner == m.label and not v.error
+                    ),
                 )
             )
         return rows
+
+    def recommendation(self) -> Recommendation | None:
+        """The one-line recommendation between two models (None for more than two, or before
+        anything ran): pass rate when prompts were checked, else the judge's win rate."""
+        if len(self.models) != 2 or not self.runs:
+            return None
+        rows = self.summary()
+        if any(s.checked for s in rows):
+            cands = [
+                Candidate(
+                    s.label,
+                    None if s.accuracy is None else s.accuracy * s.checked,
+                    s.checked,
+                    s.mean_decode_tps,
+                    s.peak_memory_bytes,
+                )
+                for s in rows
+            ]
+            return recommend(cands[0], cands[1], "pass rate")
+        judged = [v for v in self.judge_verdicts if not v.error]
+        cands = [
+            Candidate(
+                s.label,
+                (s.judge_wins + 0.5 * sum(1 for v in judged if v.winner is None))
+                if judged
+                else None,
+                len(judged),
+                s.mean_decode_tps,
+                s.peak_memory_bytes,
+            )
+            for s in rows
+        ]
+        return recommend(cands[0], cands[1], "judge win rate")
 
     def _has_check(self, prompt_id: str) -> bool:
         return any(
@@ -241,15 +306,19 @@ class ComparisonResult:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["summary"] = [dataclasses.asdict(s) for s in self.summary()]
+        rec = self.recommendation()
+        data["recommendation"] = None if rec is None else rec.text
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ComparisonResult:
         d = dict(data)
         d.pop("summary", None)
+        d.pop("recommendation", None)
         d["models"] = [ModelEntry(**m) for m in d.get("models", [])]
         d["runs"] = [RunResult(**r) for r in d.get("runs", [])]
         d["votes"] = [Vote(**v) for v in d.get("votes", [])]
+        d["judge_verdicts"] = [JudgeVerdict(**v) for v in d.get("judge_verdicts", [])]
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -355,14 +424,32 @@ class ComparisonResult:
                 f"| {s.label} | {_f(s.mean_decode_tps)} ({_f(s.est_decode_tps)}) "
                 f"| {_f(s.mean_prefill_tps)} | {_f(s.mean_ttft_s, 2)} | {_f(s.total_s)} "
                 f"| {_f(None if s.peak_memory_bytes is None else s.peak_memory_bytes / GB, 2)} "
-                f"| {_pct(s.accuracy, s.checked)} | {s.wins}/{s.ties}/{s.votes} | {s.errors} |"
+                f"| {_pct(s.accuracy, s.checked)}{_interval(s)} | {s.wins}/{s.ties}/{s.votes} "
+                f"| {s.errors} |"
             )
         lines.append("")
+        rec = self.recommendation()
+        if rec is not None:
+            lines += [f"**Recommendation:** {rec.text}", ""]
+        if self.judge:
+            judged = [v for v in self.judge_verdicts if not v.error]
+            split = sum(1 for v in judged if not v.consistent)
+            wins = ", ".join(f"{s.label} {s.judge_wins}" for s in self.summary())
+            lines += [
+                f"Judge {self.judge} (blind, both orders): {wins}, "
+                f"ties {len(judged) - sum(s.judge_wins for s in self.summary())} "
+                f"({split} split verdicts counted as ties)",
+                "",
+            ]
         for p in self.prompts:
             lines += [f"## Prompt `{p['id']}`", "", _quote(p["text"]), ""]
             v = self.voted(p["id"])
             if v:
                 lines += [f"Vote: {'tie' if v.winner is None else v.winner}", ""]
+            jv = next((j for j in self.judge_verdicts if j.prompt_id == p["id"]), None)
+            if jv is not None:
+                said = jv.error or ("tie" if jv.winner is None else jv.winner)
+                lines += [f"Judge: {said}", ""]
             for label in self.labels:
                 r = self.run_for(label, p["id"])
                 if r is None:
@@ -397,6 +484,12 @@ def _f(value: float | None, digits: int = 1) -> str:
 
 def _pct(value: float | None, checked: int) -> str:
     return "–" if value is None else f"{value * 100:.0f}% of {checked}"
+
+
+def _interval(s: ModelSummary) -> str:
+    if s.accuracy_low is None or s.accuracy_high is None:
+        return ""
+    return f" (95%: {s.accuracy_low * 100:.0f}–{s.accuracy_high * 100:.0f}%)"
 
 
 def _quote(text: str) -> str:
