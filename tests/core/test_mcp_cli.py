@@ -211,3 +211,15 @@ def test_the_mcp_command_saves_lists_tests_exports_and_removes_servers(
     assert "broken: failed." in err and "could not start" in err and SECRET not in err
     assert main(["mcp", "test", "nothing"]) == 1
     assert "no MCP server named 'nothing'" in capsys.readouterr().err
+
+
+def test_mcp_saved_takes_the_enabled_saved_servers(app_home: Path) -> None:
+    from launcher.errors import McpConfigError
+    from launcher.tools.config import McpStore
+    from launcher.tools.terminal import servers_from_arg
+
+    with pytest.raises(McpConfigError, match="no MCP servers are saved"):
+        servers_from_arg("saved")
+    on, off = stdio_config("on"), stdio_config("off")
+    McpStore().import_servers([on, type(off)(**{**off.__dict__, "enabled": False})])
+    assert [s.name for s in servers_from_arg("saved")] == ["on"]
