@@ -122,6 +122,13 @@ def test_tool_flags_without_mcp_are_refused(
     assert message in capsys.readouterr().err
 
 
+def test_tools_with_a_remote_model_are_refused_not_dropped(
+    app_home: Path, mcp_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["chat", "remote:box/model", "--mcp", str(mcp_file)]) == 1
+    assert "--mcp works with local models only" in capsys.readouterr().err
+
+
 def test_an_unknown_tool_choice_names_the_tools(
     gemma_path: Path, app_home: Path, mcp_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
