@@ -843,10 +843,22 @@ class CompareRequest:
     seed: int = 1234
     kv_type: str = "f16"
     headroom: float = DEFAULT_HEADROOM
+    limit: int | None = None  # only the first N prompts of the suite
+    max_tokens_cap: int | None = None  # caps every prompt's own max_tokens too
 
     def prompt_suite(self) -> PromptSuite:
         if self.suite:
-            return load_suite(self.suite)
+            suite = load_suite(self.suite).head(self.limit)
+            if self.max_tokens_cap:
+                cap = self.max_tokens_cap
+                suite = dataclasses.replace(
+                    suite,
+                    prompts=tuple(
+                        dataclasses.replace(p, max_tokens=min(p.max_tokens or cap, cap))
+                        for p in suite.prompts
+                    ),
+                )
+            return suite
         if not self.prompt or not self.prompt.strip():
             raise CompareError("give a prompt (--prompt) or a prompt suite (--suite)")
         return single_prompt(self.prompt, self.sampling.max_tokens)

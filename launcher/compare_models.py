@@ -135,3 +135,40 @@ def prepare(
     )
     name = machine.name or "this machine"
     return PreparedComparison(models, residency, machine, name, request.ctx)
+
+
+def prepare_judge(
+    spec: str,
+    ctx: int,
+    kv_type: str = "f16",
+    paths: AppPaths | None = None,
+    machine: MachineProfile | None = None,
+) -> CompareModel:
+    """The judge model of a comparison (a GGUF path, catalog id or ``remote:NAME/MODEL``),
+    planned on ``machine`` like the compared models; loads nothing."""
+    from launcher.estimate import plan
+    from launcher.machines import resolve_machine
+
+    name, path, summary = resolve_model(spec, paths)
+    label = f"{name} (judge)"
+    if summary is None:  # a remote model: the server's memory
+        return CompareModel(label, Path(spec), EngineParams(), None, spec)
+    if path is None:
+        raise CompareError(f"the judge {spec} is not on this machine; download it first")
+    mplan = plan(summary, machine or resolve_machine(None), ctx, kv_type=kv_type, flash_attn=True)
+    return CompareModel(label, path, EngineParams.from_plan(mplan), None, spec)
+
+
+def load_judge(model: CompareModel, paths: AppPaths | None = None) -> Any:
+    """Start the judge's engine (a model host, or a remote server's client) and load it."""
+    from launcher.compare import _default_client_factory, _remote_client
+
+    client = _remote_client(model, paths) or _default_client_factory()
+    try:
+        client.load(model.path, model.params)
+    except BaseException:
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()
+        raise
+    return client

@@ -304,8 +304,12 @@ class ComparisonResult:
 
     # ------------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:
+        """The saved, exported and ``compare --json`` form; speeds and token counts use
+        ``bench --json``'s names (``decode_tokens_per_s``, ``generated_tokens``, ...)."""
         data = dataclasses.asdict(self)
-        data["summary"] = [dataclasses.asdict(s) for s in self.summary()]
+        for key in ("runs", "models"):
+            data[key] = [_renamed(item, JSON_NAMES) for item in data[key]]
+        data["summary"] = [_renamed(dataclasses.asdict(s), JSON_NAMES) for s in self.summary()]
         rec = self.recommendation()
         data["recommendation"] = None if rec is None else rec.text
         return data
@@ -315,8 +319,9 @@ class ComparisonResult:
         d = dict(data)
         d.pop("summary", None)
         d.pop("recommendation", None)
-        d["models"] = [ModelEntry(**m) for m in d.get("models", [])]
-        d["runs"] = [RunResult(**r) for r in d.get("runs", [])]
+        back = {v: k for k, v in JSON_NAMES.items()}
+        d["models"] = [ModelEntry(**_renamed(m, back)) for m in d.get("models", [])]
+        d["runs"] = [RunResult(**_renamed(r, back)) for r in d.get("runs", [])]
         d["votes"] = [Vote(**v) for v in d.get("votes", [])]
         d["judge_verdicts"] = [JudgeVerdict(**v) for v in d.get("judge_verdicts", [])]
         known = {f.name for f in dataclasses.fields(cls)}
@@ -476,6 +481,22 @@ class ComparisonResult:
                     )
                     lines += ["", _quote(r.reply), ""]
         return "\n".join(lines).rstrip() + "\n"
+
+
+JSON_NAMES = {
+    "prefill_tps": "prefill_tokens_per_s",
+    "decode_tps": "decode_tokens_per_s",
+    "completion_tokens": "generated_tokens",
+    "est_decode_tps": "est_decode_tokens_per_s",
+    "est_prefill_tps": "est_prefill_tokens_per_s",
+    "mean_decode_tps": "mean_decode_tokens_per_s",
+    "mean_prefill_tps": "mean_prefill_tokens_per_s",
+}
+"""Field names in JSON -> the names ``bench --json`` uses; files saved before still load."""
+
+
+def _renamed(data: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    return {names.get(k, k): v for k, v in data.items()}
 
 
 def _f(value: float | None, digits: int = 1) -> str:

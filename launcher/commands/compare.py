@@ -5,7 +5,11 @@ why) without loading anything; it accepts catalog ids and reference machines, so
 ``compare qwen3-32b:Q4_K_M llama-3.3-70b:Q4_K_M --machine dgx-spark --ctx 32768 --plan-only``
 answers "32B + 70B on a DGX Spark" from any computer. Without it, the models run over
 ``--prompt`` or ``--suite``, replies stream to the terminal, and the result is saved and
-printed as a table (or as Markdown / JSON).
+printed as a table (or as Markdown / JSON). ``--suite`` takes a bundled suite's name,
+``humaneval`` (the 164 HumanEval problems, pass@1 with greedy decoding; ``--limit N`` runs the
+first N) or a suite file (``.jsonl``, one prompt per line, see README). ``--judge MODEL`` has a
+third model grade A against B blind, in both orders, after the run. The JSON uses ``bench
+--json``'s names for speeds (``decode_tokens_per_s``, ``prefill_tokens_per_s``, ``ttft_s``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from launcher.compare import (
     RunToken,
     SessionDone,
 )
-from launcher.compare_results import ComparisonResult
+from launcher.compare_results import CompareError, ComparisonResult
 from launcher.compare_suites import suite_names
 from launcher.engine.events import Sampling
 
@@ -43,7 +47,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL", help="GGUF path or catalog id")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--prompt", help="one prompt to send to every model")
-    what.add_argument("--suite", help=f"a prompt suite: {', '.join(suite_names())}")
+    what.add_argument(
+        "--suite",
+        metavar="NAME|FILE",
+        help=f"a prompt suite: {', '.join(suite_names())}, or a .jsonl suite file",
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N prompts of the suite")
+    p.add_argument(
+        "--judge",
+        metavar="MODEL",
+        help="a third model that grades the two replies blind, in both orders (GGUF path, "
+        "catalog id or remote:NAME/MODEL)",
+    )
     p.add_argument("--ctx", type=int, default=4096, help="context size (default 4096)")
     p.add_argument("--machine", help="plan for a reference machine, probe file or inline spec")
     p.add_argument("--plan-only", action="store_true", help="print the residency plan only")
@@ -68,7 +83,11 @@ def register(subparsers: Any) -> None:
         help="generate with all models at the same time (speeds then share memory "
         "bandwidth and are not comparable)",
     )
-    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        help="longest reply (default 256; a suite's own limits apply unless this is given)",
+    )
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--kv-type", default="f16")
@@ -89,10 +108,16 @@ def handler(args: argparse.Namespace) -> int:
         machine=args.machine,
         force=args.force,
         concurrent=args.at_once,
-        sampling=Sampling(max_tokens=args.max_tokens, temperature=args.temperature),
+        sampling=Sampling(max_tokens=args.max_tokens or 256, temperature=args.temperature),
         seed=args.seed,
         kv_type=args.kv_type,
+        limit=args.limit,
+        max_tokens_cap=args.max_tokens,
     )
+    if args.limit is not None and not args.suite:
+        raise CompareError("--limit needs a prompt suite (--suite)")
+    if args.judge and len(args.models) != 2:
+        raise CompareError("--judge compares exactly two models")
     if args.plan_only:
         prepared = prepare(request)
         plan = prepared.residency
@@ -137,6 +162,10 @@ def handler(args: argparse.Namespace) -> int:
         job.cancel()
         raise
     assert result is not None
+    if args.judge:
+        _run_judge(args, request, result, quiet)
+        if saved:
+            result.save(to=saved)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     elif args.markdown:
@@ -144,9 +173,39 @@ def handler(args: argparse.Namespace) -> int:
     else:
         print()
         _print_summary(result)
+        rec = result.recommendation()
+        if rec is not None:
+            print(f"\nRecommendation: {rec.text}")
         if saved:
             print(f"\nSaved to {saved}")
     return 0 if all(r.ok for r in result.runs) else 1
+
+
+def _run_judge(
+    args: argparse.Namespace, request: CompareRequest, result: ComparisonResult, quiet: bool
+) -> None:
+    """Grade the finished comparison with the ``--judge`` model (loaded after the others)."""
+    from launcher.compare_judge import Judged, JudgeStarted, judge_comparison
+    from launcher.compare_models import load_judge, prepare_judge
+    from launcher.machines import resolve_machine
+
+    judge = prepare_judge(args.judge, request.ctx, request.kv_type, None,
+                          resolve_machine(request.machine))  # fmt: skip
+    if not quiet:
+        print(f"\n[{judge.label}] loading…", flush=True)
+    for ev in judge_comparison(result, lambda: load_judge(judge), judge.label):
+        if quiet:
+            continue
+        if isinstance(ev, JudgeStarted):
+            print(f"[{judge.label}] {ev.prompt_id}: ", end="", flush=True)
+        elif isinstance(ev, Judged):
+            v = ev.verdict
+            if v.error:
+                print(f"error: {v.error}")
+            elif v.winner:
+                print(f"{v.winner} (in both orders)")
+            else:
+                print(f"tie ({v.a_first or 'no verdict'} / {v.b_first or 'no verdict'})")
 
 
 def _print_event(ev: object) -> None:
@@ -175,8 +234,18 @@ def _print_event(ev: object) -> None:
 
 
 def _print_summary(result: ComparisonResult) -> None:
-    rows = [("Model", "Decode tok/s", "est.", "Prefill tok/s", "TTFT s", "Accuracy", "Errors")]
+    rows: list[tuple[str, ...]] = [
+        ("Model", "Decode tok/s", "est.", "Prefill tok/s", "TTFT s", "Accuracy", "Errors")
+    ]
+    if result.judge:
+        rows[0] += ("Judge wins",)
     for s in result.summary():
+        acc = "–"
+        if s.accuracy is not None:
+            acc = f"{s.accuracy * 100:.0f}% of {s.checked}"
+            if s.accuracy_low is not None and s.accuracy_high is not None:
+                acc += f" ({s.accuracy_low * 100:.0f}–{s.accuracy_high * 100:.0f}%)"
+        judge = (str(s.judge_wins),) if result.judge else ()
         rows.append(
             (
                 s.label,
@@ -184,8 +253,9 @@ def _print_summary(result: ComparisonResult) -> None:
                 _f(s.est_decode_tps),
                 _f(s.mean_prefill_tps),
                 _f(s.mean_ttft_s, 2),
-                "–" if s.accuracy is None else f"{s.accuracy * 100:.0f}% of {s.checked}",
+                acc,
                 str(s.errors),
+                *judge,
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

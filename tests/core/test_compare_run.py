@@ -51,9 +51,9 @@ def test_sequential_comparison_from_the_cli(
     assert set(runs) == {"gemma-3-270m-q4_k_m", "tiny-llama"}
     for run in runs.values():
         assert run["error"] is None and run["reply"]
-        assert 1 <= run["completion_tokens"] <= 6
-        assert run["decode_tps"] > 0 and run["ttft_s"] > 0 and run["peak_memory_bytes"] > 0
-        assert run["est_decode_tps"] > 0 and run["est_memory_bytes"] > 0
+        assert 1 <= run["generated_tokens"] <= 6
+        assert run["decode_tokens_per_s"] > 0 and run["ttft_s"] > 0 and run["peak_memory_bytes"] > 0
+        assert run["est_decode_tokens_per_s"] > 0 and run["est_memory_bytes"] > 0
     for model in data["models"]:
         assert model["loads"] == 1 and model["load_s"] > 0 and model["unload_s"] is not None
     saved = saved_comparisons(AppPaths.default())
