@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +158,19 @@ def test_judge_messages_hold_the_question_and_both_answers() -> None:
     assert messages[0]["role"] == "system" and "[[tie]]" in messages[0]["content"]
     assert "[Question]\nWhy?" in messages[1]["content"]
     assert "[Answer 2]\n(empty)" in messages[1]["content"]
+
+
+def test_results_saved_with_the_old_field_names_still_load(tmp_path: Path) -> None:
+    old = _result().to_json()
+    for run in old["runs"]:
+        run["decode_tps"] = run.pop("decode_tokens_per_s")
+        run["completion_tokens"] = run.pop("generated_tokens")
+        run.pop("checks")
+        run.pop("tool_calls")
+    for key in ("judge", "judge_verdicts", "recommendation"):
+        old.pop(key)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    loaded = ComparisonResult.load(path)
+    assert loaded.runs[0].decode_tps == 20.0 and loaded.runs[0].checks == []
+    assert loaded.to_json()["runs"][0]["decode_tokens_per_s"] == 20.0
