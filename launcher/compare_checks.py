@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -415,7 +416,7 @@ def run_python(source: str, timeout_s: float = 10.0, python: str | None = None) 
     and reach the network through ``_socket`` or a child process if it sets out to. Run
     checks only on code from models you are willing to run on this machine.
     """
-    python = python or sys.executable
+    python = python or checking_python()
     with tempfile.TemporaryDirectory(prefix="spark-check-") as folder:
         script = Path(folder) / "check.py"
         cpu = max(1, int(timeout_s) + 1)
@@ -453,6 +454,18 @@ def run_python(source: str, timeout_s: float = 10.0, python: str | None = None) 
     text = out.decode("utf-8", "replace")[-4000:]
     code = None if timed_out else proc.returncode
     return RunOutcome(code == 0, code, timed_out, seconds, text)
+
+
+def checking_python() -> str:
+    """The Python that runs code checks: this one, or in the packaged app (where
+    ``sys.executable`` is the app itself) a ``python3`` on the PATH. Raises ``OSError``
+    when there is none."""
+    if not getattr(sys, "frozen", False):
+        return sys.executable
+    found = shutil.which("python3") or shutil.which("python")
+    if not found:
+        raise OSError("code checks need Python 3 on the PATH (the packaged app has none)")
+    return found
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

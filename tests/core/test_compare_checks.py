@@ -221,3 +221,22 @@ def test_run_python_kills_the_whole_group_on_timeout() -> None:
     run = run_python(source, timeout_s=1.5)
     assert run.timed_out and run.exit_code is None and run.seconds < 10
     assert run.reason().startswith("timed out")
+
+
+def test_the_packaged_app_runs_checks_with_a_python_from_the_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from launcher.compare_checks import checking_python
+
+    assert checking_python() == sys.executable
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(OSError, match="need Python 3 on the PATH"):
+        checking_python()
+    # In a comparison, a check that cannot run fails with the reason instead of crashing.
+    from launcher.compare import _grade
+    from launcher.compare_suites import SuitePrompt
+
+    prompt = SuitePrompt("p", "t", parse_check({"type": "code", "tests": "pass"}))
+    passed, outcomes = _grade(prompt, "x = 1", ())
+    assert passed is False and "could not run" in outcomes[0].detail
