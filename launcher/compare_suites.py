@@ -1,10 +1,10 @@
-"""Prompt suites for comparisons, and the automatic checks some prompts carry.
+"""Prompt suites for comparisons: the bundled ones, HumanEval, and the user's JSONL files.
 
-A suite is a JSON file in ``resources/prompt_suites/`` (``daily-assistant``, ``coding``,
-``reasoning``, ``long-context-summary``). Each prompt may carry a check that grades a reply
-without anyone voting: an expected answer (``contains``), a number (``number``, the last number
-in the reply) or a pattern (``regex``). Checks only *read* the reply: nothing a model writes is
-ever executed, so a coding prompt is graded by the shape of the code, not by running it.
+A bundled suite is a JSON file in ``resources/prompt_suites/`` (``daily-assistant``,
+``coding``, ``reasoning``, ``long-context-summary``); ``humaneval`` is built in code
+(``launcher/compare_humaneval.py``); a user's suite is a ``.jsonl`` file, one prompt per line
+with its system prompt, tools, ``response_format`` and checks (:func:`load_jsonl_suite`, whose
+errors name the line). The checks themselves live in ``launcher/compare_checks.py``.
 """
 
 from __future__ import annotations
