@@ -38,25 +38,33 @@ def test_a_jsonl_suite_with_limit_and_bench_field_names(
         {"id": "greet", "prompt": "Say hello.", "checks": [{"type": "regex", "value": "."}]},
         {"id": "json", "system": "Answer in JSON.", "prompt": "A colour as JSON.",
          "response_format": {"type": "json_object"}, "checks": [{"type": "json"}]},
-        {"id": "skipped", "prompt": "Not run: --limit 2."},
+        {"id": "weather", "system": "Use the tools.", "prompt": "Weather in Oslo?",
+         "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+             "type": "object", "properties": {"city": {"type": "string"}},
+             "required": ["city"]}}}],
+         "checks": [{"type": "tool_call", "name": "get_weather"}]},
+        {"id": "skipped", "prompt": "Not run: --limit 3."},
     ]  # fmt: skip
     suite.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     code, data = _compare(capsys, str(gemma_path), str(tiny_llama), "--suite", str(suite),
-                          "--limit", "2", "--max-tokens", "8")  # fmt: skip
+                          "--limit", "3", "--max-tokens", "24")  # fmt: skip
     assert code == 0
-    assert data["suite"] == "mine" and [p["id"] for p in data["prompts"]] == ["greet", "json"]
-    assert len(data["runs"]) == 4
+    ids = [p["id"] for p in data["prompts"]]
+    assert data["suite"] == "mine" and ids == ["greet", "json", "weather"]
+    assert len(data["runs"]) == 6
     for run in data["runs"]:
         assert set(run) >= BENCH_NAMES and "decode_tps" not in run
-        assert run["error"] is None and 1 <= run["generated_tokens"] <= 8
+        assert run["error"] is None and 1 <= run["generated_tokens"] <= 24
         assert run["decode_tokens_per_s"] > 0
-        assert [c["kind"] for c in run["checks"]] == (
-            ["regex"] if run["prompt_id"] == "greet" else ["json"]
-        )
+        kinds = {"greet": ["regex"], "json": ["json"], "weather": ["tool_call"]}
+        assert [c["kind"] for c in run["checks"]] == kinds[run["prompt_id"]]
     # The JSON prompt was constrained to JSON, so every reply that finished parses.
     for run in data["runs"]:
         if run["prompt_id"] == "json" and run["stop_reason"] != "length":
             assert run["check_passed"] is True, run
+    # Gemma (no chat template) gets the tools in the generic JSON envelope and calls one.
+    gemma = next(r for r in data["runs"] if r["prompt_id"] == "weather" and "gemma" in r["model"])
+    assert gemma["tool_calls"] and gemma["tool_calls"][0]["name"] == "get_weather", gemma
     for row in data["summary"]:
         assert "mean_decode_tokens_per_s" in row and row["accuracy_low"] is not None
     assert data["recommendation"]
