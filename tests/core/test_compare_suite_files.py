@@ -160,3 +160,20 @@ def test_a_session_offers_tools_and_formats_and_grades_every_check(
     assert sampled["Weather in Oslo?"].tools[0]["name"] == "get_weather"
     assert sampled["Ada Lovelace as JSON with name and birth year."].json_schema == {}
     assert sampled["What is 17 + 25?"].json_schema is None and not sampled["What is 17 + 25?"].tools
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prompt", "x", "--limit", "2"], "--limit needs a prompt suite"),
+        (["c.gguf", "--suite", "coding", "--judge", "j.gguf"], "--judge compares exactly two"),
+        (["--suite", "nope.jsonl"], "cannot read the suite file"),
+    ],
+)
+def test_cli_refuses_bad_suite_options_before_loading(
+    args: list[str], message: str, app_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from launcher.cli import main
+
+    assert main(["compare", "a.gguf", "b.gguf", *args]) != 0
+    assert message in capsys.readouterr().err
