@@ -466,6 +466,10 @@ class ComparisonResult:
                 )
                 lines.append(f"### {label}{check}")
                 lines.append("")
+                failed = [c for c in r.checks if not c.get("passed")]
+                if failed:
+                    lines += [f"- ✘ {c['kind']}: {c.get('detail') or 'failed'}" for c in failed]
+                    lines.append("")
                 if r.error:
                     lines += [f"**Error:** {r.error}", ""]
                 else:

@@ -174,3 +174,11 @@ def test_results_saved_with_the_old_field_names_still_load(tmp_path: Path) -> No
     loaded = ComparisonResult.load(path)
     assert loaded.runs[0].decode_tps == 20.0 and loaded.runs[0].checks == []
     assert loaded.to_json()["runs"][0]["decode_tokens_per_s"] == 20.0
+
+
+def test_markdown_says_why_a_check_failed() -> None:
+    result = _result()
+    run = result.runs[0]
+    run.check_passed = False
+    run.checks = [{"kind": "code", "passed": False, "detail": "exit code 1: AssertionError"}]
+    assert "- ✘ code: exit code 1: AssertionError" in result.to_markdown()
