@@ -177,3 +177,28 @@ def test_cli_refuses_bad_suite_options_before_loading(
 
     assert main(["compare", "a.gguf", "b.gguf", *args]) != 0
     assert message in capsys.readouterr().err
+
+
+def test_a_remote_model_is_not_sent_tools_or_formats_it_would_drop(
+    tmp_path: Path, app_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import launcher.compare as compare
+    from launcher.compare import CompareModel, Footprint
+
+    monkeypatch.setattr(compare, "_remote_client", lambda model, paths: None)
+    suite = load_suite(readme_suite(tmp_path)).head(6)  # capital ... weather
+    engine = ScriptedEngine({p.text: ("paris", ()) for p in suite.prompts})
+    models = [
+        CompareModel(name, Path(path), EngineParams(), Footprint(name, 1, 1, 1, 3))
+        for name, path in (("local", "/local.gguf"), ("srv", "remote:srv/model"))
+    ]
+    residency = plan_residency(
+        [m.footprint for m in models if m.footprint], resolve_machine("unified=16GiB")
+    )
+    session = ComparisonSession(models, suite, residency, client_factory=lambda: engine, save=False)
+    runs = {(r.model, r.prompt_id): r for r in (ev.result for ev in session.run()
+            if isinstance(ev, RunDone))}  # fmt: skip
+    assert runs["srv", "capital"].error is None and runs["srv", "capital"].check_passed
+    assert "cannot be given a response format" in str(runs["srv", "person"].error)
+    assert "cannot be given tools" in str(runs["srv", "weather"].error)
+    assert runs["local", "weather"].error is None
