@@ -605,6 +605,7 @@ class ComparisonSession:
         msgs = []
         if prompt.system:
             msgs.append({"role": "system", "content": prompt.system})
+        msgs.extend(dict(m) for m in getattr(prompt, "history", ()))
         msgs.append({"role": "user", "content": prompt.text})
         return msgs
 

@@ -55,6 +55,9 @@ class SuitePrompt:
     checks: tuple[AnyCheck, ...] = ()  # more checks; every one must pass
     tools: tuple[dict[str, Any], ...] = ()  # ``Sampling.tools`` shape
     response_format: dict[str, Any] | None = None  # OpenAI's shape
+    #: Earlier turns of the conversation (``{"role": "user"|"assistant", "content"}``), sent
+    #: between the system prompt and ``text``.
+    history: tuple[dict[str, str], ...] = ()
 
     @property
     def all_checks(self) -> tuple[AnyCheck, ...]:
@@ -85,10 +88,13 @@ class SuitePrompt:
             out["tools"] = list(self.tools)
         if self.response_format:
             out["response_format"] = self.response_format
+        if self.history:
+            out["history"] = [dict(m) for m in self.history]
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SuitePrompt:
+        data = _from_messages(data) if "messages" in data else data
         text = data.get("text", data.get("prompt"))
         if "text_file" in data and not text:
             text = (SUITES_DIR / str(data["text_file"])).read_text(encoding="utf-8")
@@ -96,13 +102,13 @@ class SuitePrompt:
             raise SuiteError(f"prompt {data.get('id')!r} has no text")
         known = {
             "id", "text", "prompt", "text_file", "check", "checks", "system", "max_tokens",
-            "tools", "response_format",
+            "tools", "response_format", "history",
         }  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
             raise SuiteError(
-                f"unknown field {', '.join(map(repr, unknown))}: a prompt has "
-                "id, prompt (or text), system, tools, response_format, checks, max_tokens"
+                f"unknown field {', '.join(map(repr, unknown))}: a prompt has id, prompt "
+                "(or messages), system, tools, response_format, checks, max_tokens"
             )
         raw_tools = data.get("tools") or []
         if not isinstance(raw_tools, list):
@@ -128,7 +134,52 @@ class SuitePrompt:
             checks=tuple(parse_check(c, tools) for c in raw_checks),
             tools=tools,
             response_format=dict(response_format) if response_format else None,
+            history=_history(data.get("history") or []),
         )
+
+
+def _history(turns: Any) -> tuple[dict[str, str], ...]:
+    """Earlier turns, checked: a list of user/assistant messages with text content."""
+    if not isinstance(turns, list):
+        raise SuiteError("'history' must be a list of messages")
+    out = []
+    for i, m in enumerate(turns, start=1):
+        if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant"):
+            role = m.get("role") if isinstance(m, Mapping) else None
+            raise SuiteError(
+                f"earlier turn {i}: role {role!r} is not supported in a suite yet (user and "
+                "assistant turns with text are; a system message goes first)"
+            )
+        if not isinstance(m.get("content"), str):
+            raise SuiteError(f"earlier turn {i}: 'content' must be text")
+        out.append({"role": str(m["role"]), "content": m["content"]})
+    return tuple(out)
+
+
+def _from_messages(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A line given as OpenAI ``messages``: a system message first (optional), earlier turns,
+    and the user message to answer last."""
+    messages = data.get("messages")
+    if "prompt" in data or "text" in data or "history" in data:
+        raise SuiteError("give either 'messages' or 'prompt', not both")
+    if not isinstance(messages, list) or not messages:
+        raise SuiteError("'messages' must be a non-empty list of messages")
+    out = {k: v for k, v in data.items() if k != "messages"}
+    rest = list(messages)
+    first = rest[0]
+    if isinstance(first, Mapping) and first.get("role") in ("system", "developer"):
+        if "system" in data:
+            raise SuiteError("give the system prompt once: 'system' or a system message")
+        if not isinstance(first.get("content"), str):
+            raise SuiteError("message 1: 'content' must be text")
+        out["system"] = first["content"]
+        rest = rest[1:]
+    last = rest[-1] if rest else None
+    if not isinstance(last, Mapping) or last.get("role") != "user":
+        raise SuiteError("the last message must be the user's (the turn the models answer)")
+    out["text"] = last.get("content")
+    out["history"] = rest[:-1]
+    return out
 
 
 def _response_schema(fmt: Any) -> dict[str, Any] | None:

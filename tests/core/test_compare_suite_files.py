@@ -41,7 +41,7 @@ def test_the_readme_example_parses_with_every_check_kind(tmp_path: Path) -> None
     suite = load_suite(readme_suite(tmp_path))
     kinds = {c.kind for p in suite.prompts for c in p.all_checks}
     assert kinds == set(CHECK_KINDS)
-    assert suite.checked == len(suite.prompts) == 7
+    assert suite.checked == len(suite.prompts) == 8
     person = next(p for p in suite.prompts if p.id == "person")
     assert person.json_schema() == {}
     weather = next(p for p in suite.prompts if p.id == "weather")
@@ -97,11 +97,13 @@ class ScriptedEngine:
 
     def __init__(self, replies: dict[str, tuple[str, tuple[ToolCall, ...]]]) -> None:
         self.replies = replies
+        self.conversations: list[list[dict[str, str]]] = []
 
     def load(self, path: str | Path, params: Any) -> Loaded:
         return Loaded(str(path), 0, 0.01, (), 0, None, 512, 512, 1, 1, "fake", None, params)
 
     def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> Iterator[Any]:
+        self.conversations.append(messages)
         text = messages[-1]["content"]
         self.seen.append((text, sampling))
         reply, calls = self.replies[text]
@@ -130,6 +132,7 @@ def test_a_session_offers_tools_and_formats_and_grades_every_check(
             "```python\ndef double(x):\n    return 2 * x\n```",
             (),
         ),
+        "What is my name?": ("Your name is Ada.", ()),
     }
     bad = {k: ("I do not know.", ()) for k in good}
     engines = iter([ScriptedEngine(good), ScriptedEngine(bad)])
@@ -202,3 +205,67 @@ def test_a_remote_model_is_not_sent_tools_or_formats_it_would_drop(
     assert "cannot be given a response format" in str(runs["srv", "person"].error)
     assert "cannot be given tools" in str(runs["srv", "weather"].error)
     assert runs["local", "weather"].error is None
+
+
+def test_a_line_may_be_a_conversation(tmp_path: Path) -> None:
+    path = tmp_path / "chat.jsonl"
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    path.write_text(
+        json.dumps({"id": "name", "messages": conversation,
+                    "checks": [{"type": "contains", "value": "Ada"}]}) + "\n"
+    )  # fmt: skip
+    (prompt,) = load_suite(path).prompts
+    assert prompt.system == "Be brief." and prompt.text == "What is my name?"
+    assert [m["role"] for m in prompt.history] == ["user", "assistant"]
+    again = type(prompt).from_json(prompt.to_json())
+    assert again == prompt
+
+
+@pytest.mark.parametrize(
+    ("messages", "message"),
+    [
+        ([{"role": "assistant", "content": "x"}], "last message must be the user's"),
+        ([], "non-empty list"),
+        ([{"role": "tool", "content": "x"}, {"role": "user", "content": "y"}],
+         "role 'tool' is not supported"),
+        ([{"role": "user", "content": ["part"]}, {"role": "user", "content": "y"}],
+         "'content' must be text"),
+    ],
+)  # fmt: skip
+def test_bad_conversations_are_refused(tmp_path: Path, messages: Any, message: str) -> None:
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"messages": messages}) + "\n")
+    with pytest.raises(SuiteError, match=f"chat.jsonl line 1: .*{re.escape(message)}"):
+        load_suite(path)
+
+
+def test_a_session_sends_the_conversation(tmp_path: Path, app_home: Path) -> None:
+    from launcher.compare import CompareModel, Footprint
+
+    path = tmp_path / "chat.jsonl"
+    turns = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    path.write_text(json.dumps({"messages": turns}) + "\n")
+    engines = [ScriptedEngine({"What is my name?": ("Ada", ())}) for _ in range(2)]
+    factory = iter(engines)
+    models = [
+        CompareModel(n, Path(f"/{n}.gguf"), EngineParams(), Footprint(n, 1, 1, 1, 3))
+        for n in ("a", "b")
+    ]
+    residency = plan_residency(
+        [m.footprint for m in models if m.footprint], resolve_machine("unified=16GiB")
+    )
+    session = ComparisonSession(
+        models, load_suite(path), residency, client_factory=lambda: next(factory), save=False
+    )
+    list(session.run())
+    assert engines[0].conversations == [turns] and engines[1].conversations == [turns]
