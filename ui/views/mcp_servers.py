@@ -14,19 +14,18 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from ui.widgets.settings_table import settings_table
 
 HEADERS = ("Name", "Kind", "Runs / URL", "Tools")
 
@@ -52,18 +51,9 @@ class McpServersBox(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("MCP servers (tools)", parent)
         self.setToolTip("Tools a model may call, with your approval: stdio commands or URLs")
-        self.table = QTableWidget(0, len(HEADERS))
-        self.table.setHorizontalHeaderLabels(list(HEADERS))
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setMaximumHeight(76)
+        self.table = settings_table(HEADERS, stretch=(2, 3))
         self.table.setWordWrap(False)  # one line a server; the whole text is in the tooltip
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.name_field = QLineEdit()
         self.name_field.setPlaceholderText("name, e.g. files")
         self.target_field = QLineEdit()

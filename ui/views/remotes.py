@@ -13,18 +13,17 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from ui.widgets.settings_table import settings_table
 
 HEADERS = ("Name", "URL", "API key", "Models")
 
@@ -49,16 +48,7 @@ class RemoteServersBox(QGroupBox):
         # A short title: a group box's title sets its minimum width (Doctor fits 1280x720).
         super().__init__("Remote servers (OpenAI-compatible)", parent)
         self.setToolTip("OpenAI-compatible servers: llama-server, vLLM, Ollama…")
-        self.table = QTableWidget(0, len(HEADERS))
-        self.table.setHorizontalHeaderLabels(list(HEADERS))
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setMaximumHeight(76)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table = settings_table(HEADERS, stretch=(1, 3))
         self.name_field = QLineEdit()
         self.name_field.setPlaceholderText("name, e.g. spark")
         self.url_field = QLineEdit()
