@@ -659,13 +659,6 @@ class ComparisonSession:
         loaded = self._loaded[model.label]
         yield RunStarted(model.label, prompt.id)
         sampling = self._sampling_for(prompt)
-        refused = _remote_refusal(model, sampling)
-        if refused:  # never send a request whose tools or format would be silently dropped
-            run.error = refused
-            yield ModelFailed(model.label, refused)
-            yield RunDone(dataclasses.replace(run))
-            yield True
-            return
         sampler = _PeakSampler(loaded)
         t0 = time.perf_counter()
         parts: list[str] = []
@@ -824,23 +817,6 @@ def _remote_client(model: CompareModel, paths: AppPaths | None) -> EngineLike | 
     from launcher.engine.remote import RemoteEngineClient
 
     return RemoteEngineClient(paths=paths)
-
-
-def _remote_refusal(model: CompareModel, sampling: Sampling) -> str | None:
-    """Why a remote model cannot answer with ``sampling`` (its client sends no tools or
-    response format yet), or None."""
-    from launcher.remotes import is_remote_spec
-
-    if not is_remote_spec(str(model.path)):
-        return None
-    asked = [n for n, v in (("tools", sampling.tools), ("a response format",
-             sampling.json_schema is not None)) if v]  # fmt: skip
-    if not asked:
-        return None
-    return (
-        f"not run: remote models cannot be given {' or '.join(asked)} yet; compare this "
-        "prompt on local models"
-    )
 
 
 def _default_client_factory() -> EngineLike:

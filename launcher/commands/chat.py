@@ -33,7 +33,7 @@ from launcher.engine import (
     Token,
 )
 from launcher.engine.crashes import CrashHistory, safe_settings
-from launcher.errors import McpConfigError, ModelLoadError, RemoteEngineError
+from launcher.errors import ModelLoadError, RemoteEngineError
 from launcher.paths import AppPaths
 
 
@@ -241,9 +241,6 @@ def handler(args: argparse.Namespace) -> int:
 
     check_tool_args(args)
     remote = is_remote_spec(args.model)  # remote:NAME/MODEL runs on a saved server
-    if remote and args.mcp:
-        # The remote client sends no tools yet: refuse rather than chat without them.
-        raise McpConfigError("--mcp works with local models only for now (not remote:NAME/...)")
     path = Path(args.model) if remote else resolve_model(args.model)
     params, memory_plan = (None, None) if remote else load_settings(path, args)
     sampling = Sampling(max_tokens=args.max_tokens, temperature=args.temperature)

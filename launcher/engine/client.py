@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 Message = Mapping[str, Any]
 
 
-def _plain_message(m: Mapping[str, Any]) -> dict[str, Any]:
+def plain_message(m: Mapping[str, Any]) -> dict[str, Any]:
     """A chat message as plain JSON for the host: role and text content, plus the OpenAI
     fields of tool use (an assistant's ``tool_calls``, a tool result's ``tool_call_id``)."""
     content = m.get("content")
@@ -284,7 +284,7 @@ class EngineClient:
         ``ReplyFinished`` or ``HostCrashed``. Raises ``EngineError`` when the request is
         refused (no model, prompt longer than the context).
         """
-        plain = [_plain_message(m) for m in messages]
+        plain = [plain_message(m) for m in messages]
         return self._stream({"mode": "chat", "messages": plain, "prompt": None}, sampling)
 
     def embed(self, texts: Sequence[str]) -> Embeddings:

@@ -30,16 +30,20 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
+from launcher.engine.client import plain_message
 from launcher.engine.events import (
     EngineParams,
     Event,
     Loaded,
     LoadProgress,
+    ReasoningToken,
     ReplyFinished,
     ReplyMetrics,
     Sampling,
     StopReason,
     Token,
+    TokenLogprob,
+    ToolCall,
 )
 from launcher.errors import (
     EngineError,
@@ -63,8 +67,8 @@ _FINISH: dict[str, StopReason] = {
     "eos": "eos",
     "length": "length",
     "content_filter": "stop",
-    "tool_calls": "stop",
-    "function_call": "stop",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
 }
 
 
@@ -238,7 +242,7 @@ class RemoteEngineClient:
         """Stream a reply to ``messages`` with the server's chat template (events as
         ``EngineClient.chat``). Raises ``RemoteEngineError`` (with what to do) when the server
         refuses, cannot be reached or goes away mid-reply."""
-        plain = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+        plain = [plain_message(m) for m in messages]
         return self._stream("/chat/completions", {"messages": plain}, sampling)
 
     def complete(self, prompt: str, sampling: Sampling | None = None) -> Iterator[Event]:
@@ -287,6 +291,9 @@ class RemoteEngineClient:
             "stream_options": {"include_usage": True},
         }
         pieces: list[str] = []
+        reasoning: list[str] = []
+        all_logprobs: list[TokenLogprob] = []
+        calls = _ToolCallDeltas()
         usage: dict[str, Any] = {}
         finish: str | None = None
         t0 = time.perf_counter()
@@ -332,7 +339,16 @@ class RemoteEngineClient:
                         if choice.get("finish_reason"):
                             finish = str(choice["finish_reason"])
                             t_finish = time.perf_counter()
-                        if not text:
+                        delta = choice.get("delta") if isinstance(choice, dict) else None
+                        thought = (
+                            delta.get("reasoning_content") if isinstance(delta, dict) else None
+                        )
+                        if isinstance(delta, dict) and delta.get("tool_calls"):
+                            calls.add(delta["tool_calls"])
+                            t_first = t_first or time.perf_counter()
+                        lps = _logprobs(choice)
+                        all_logprobs.extend(lps)
+                        if not text and not thought:
                             continue
                         if self._cancelled.is_set():
                             break
@@ -341,8 +357,12 @@ class RemoteEngineClient:
                             t_first = now
                         t_last = now
                         chunks += 1
-                        pieces.append(text)
-                        yield Token(text)
+                        if isinstance(thought, str) and thought:
+                            reasoning.append(thought)
+                            yield ReasoningToken(thought)
+                        if text:
+                            pieces.append(text)
+                            yield Token(text, logprobs=lps)
         except httpx2.HTTPError as exc:
             if not self._cancelled.is_set():
                 raise _transport_error(remote, exc, "streaming a reply", len(pieces)) from None
@@ -379,7 +399,15 @@ class RemoteEngineClient:
             cached_tokens=_int((usage.get("prompt_tokens_details") or {}).get("cached_tokens")),
             remote=self.label,
         )
-        yield ReplyFinished(text="".join(pieces), metrics=metrics)
+        tool_calls = () if cancelled else calls.result()
+        yield from tool_calls
+        yield ReplyFinished(
+            text="".join(pieces),
+            metrics=metrics,
+            tool_calls=tool_calls,
+            reasoning="".join(reasoning),
+            logprobs=tuple(all_logprobs),
+        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -406,8 +434,10 @@ def _post_stream(
 
 
 def _sampling_fields(s: Sampling) -> dict[str, Any]:
-    """The OpenAI request fields for ``s``. Only standard fields: OpenAI itself rejects
-    unknown ones (top_k, min_p), and greedy (temperature 0) is standard."""
+    """The OpenAI request fields for ``s``. Only standard fields where OpenAI has them (it
+    rejects unknown ones such as top_k and min_p; greedy, temperature 0, is standard), and a
+    field only when it is set, so plain chats stay plain for any server. ``grammar`` and
+    ``chat_template_kwargs`` are llama-server's (and this app's) own: sent only when asked."""
     out: dict[str, Any] = {"max_tokens": s.max_tokens, "temperature": max(0.0, s.temperature)}
     if s.temperature > 0:
         out["top_p"] = s.top_p
@@ -415,7 +445,76 @@ def _sampling_fields(s: Sampling) -> dict[str, Any]:
         out["seed"] = s.seed
     if s.stop:
         out["stop"] = list(s.stop)
+    if s.tools:
+        out["tools"] = [{"type": "function", "function": dict(t)} for t in s.tools]
+        out["tool_choice"] = (
+            s.tool_choice
+            if s.tool_choice in ("auto", "none", "required")
+            else {"type": "function", "function": {"name": s.tool_choice}}
+        )
+        out["parallel_tool_calls"] = s.parallel_tool_calls
+    if s.json_schema is not None:
+        out["response_format"] = (
+            {"type": "json_schema", "json_schema": {"name": "reply", "schema": s.json_schema}}
+            if s.json_schema
+            else {"type": "json_object"}
+        )
+    if s.frequency_penalty:
+        out["frequency_penalty"] = s.frequency_penalty
+    if s.presence_penalty:
+        out["presence_penalty"] = s.presence_penalty
+    if s.logit_bias:
+        out["logit_bias"] = {str(token): bias for token, bias in s.logit_bias}
+    if s.grammar is not None:
+        out["grammar"] = s.grammar
+    if s.template_kwargs:
+        out["chat_template_kwargs"] = dict(s.template_kwargs)
+    if s.logprobs is not None:
+        out["logprobs"] = True
+        if s.logprobs > 0:
+            out["top_logprobs"] = s.logprobs
     return out
+
+
+class _ToolCallDeltas:
+    """OpenAI's streamed tool-call deltas (index, id, name, argument fragments) put back
+    together into whole calls."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, str]] = {}
+
+    def add(self, deltas: Any) -> None:
+        for d in deltas if isinstance(deltas, list) else ():
+            if not isinstance(d, dict):
+                continue
+            call = self.calls.setdefault(
+                int(d.get("index") or 0), {"id": "", "name": "", "args": ""}
+            )
+            call["id"] = str(d.get("id") or call["id"])
+            fn: dict[str, Any] = d["function"] if isinstance(d.get("function"), dict) else {}
+            call["name"] = str(fn.get("name") or call["name"])
+            call["args"] += str(fn.get("arguments") or "")
+
+    def result(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(id=c["id"], name=c["name"], arguments=c["args"] or "{}", index=i)
+            for i, (_, c) in enumerate(sorted(self.calls.items()))
+            if c["name"]
+        )
+
+
+def _logprobs(choice: Mapping[str, Any]) -> tuple[TokenLogprob, ...]:
+    content = (choice.get("logprobs") or {}).get("content") if isinstance(choice, dict) else None
+    out = []
+    for item in content if isinstance(content, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("token"), str):
+            top = tuple(
+                (str(t.get("token")), float(t.get("logprob", 0.0)))
+                for t in item.get("top_logprobs") or ()
+                if isinstance(t, dict)
+            )
+            out.append(TokenLogprob(item["token"], float(item.get("logprob", 0.0)), top))
+    return tuple(out)
 
 
 def _sse_data(lines: Iterator[str]) -> Iterator[str]:

@@ -182,7 +182,7 @@ def test_cli_refuses_bad_suite_options_before_loading(
     assert message in capsys.readouterr().err
 
 
-def test_a_remote_model_is_not_sent_tools_or_formats_it_would_drop(
+def test_a_remote_model_is_sent_the_prompts_tools_and_formats(
     tmp_path: Path, app_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import launcher.compare as compare
@@ -202,8 +202,9 @@ def test_a_remote_model_is_not_sent_tools_or_formats_it_would_drop(
     runs = {(r.model, r.prompt_id): r for r in (ev.result for ev in session.run()
             if isinstance(ev, RunDone))}  # fmt: skip
     assert runs["srv", "capital"].error is None and runs["srv", "capital"].check_passed
-    assert "cannot be given a response format" in str(runs["srv", "person"].error)
-    assert "cannot be given tools" in str(runs["srv", "weather"].error)
+    # The remote client sends tools and response formats (tests/core/test_remote_serve.py
+    # checks them on a real server), so these prompts run there too.
+    assert runs["srv", "person"].error is None and runs["srv", "weather"].error is None
     assert runs["local", "weather"].error is None
 
 

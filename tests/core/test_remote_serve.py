@@ -155,3 +155,49 @@ class _OneThreadEngine(EngineClient):
 
     def load(self, path: Any, params: Any = None, *args: Any, **kwargs: Any) -> Loaded:
         return super().load(path, PARAMS)
+
+
+def test_a_remote_model_gets_tools_and_response_formats_and_returns_calls(saved: Served) -> None:
+    """Tools, tool_choice and response formats reach the remote server; its streamed
+    tool-call deltas come back as whole ``ToolCall`` events, like a local model's."""
+    import json as _json
+
+    from launcher.engine import ToolCall
+
+    add = {
+        "name": "add",
+        "description": "Add two integers",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+        },
+    }
+    ask = [{"role": "user", "content": "What is 2 plus 3?"}]
+    forced = Sampling(max_tokens=64, temperature=0, tools=(add,), tool_choice="required",
+                      parallel_tool_calls=False)  # fmt: skip
+    local = list(saved.model.chat(ask, forced))[-1]
+    with RemoteEngineClient(paths=None) as client:
+        client.load(f"remote:spark/{saved.model.name}")
+        events = list(client.chat(ask, forced))
+        done = events[-1]
+        assert isinstance(done, ReplyFinished)
+        assert done.metrics.stop_reason == "tool_calls"
+        assert [c.name for c in done.tool_calls] == ["add"]
+        assert _json.loads(done.tool_calls[0].arguments) == _json.loads(
+            local.tool_calls[0].arguments
+        )
+        assert [e for e in events if isinstance(e, ToolCall)] == list(done.tool_calls)
+        # The call and its result go back to the server as OpenAI messages.
+        history = [
+            *ask,
+            {"role": "assistant", "content": None, "tool_calls": [done.tool_calls[0].to_openai()]},
+            {"role": "tool", "tool_call_id": done.tool_calls[0].id, "content": "5"},
+        ]
+        answer = list(client.chat(history, Sampling(max_tokens=8, temperature=0, tools=(add,),
+                                                    tool_choice="none")))[-1]  # fmt: skip
+        assert isinstance(answer, ReplyFinished) and answer.text and not answer.tool_calls
+        schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+        shaped = list(client.chat(ask, Sampling(max_tokens=32, temperature=0,
+                                                json_schema=schema)))[-1]  # fmt: skip
+        assert isinstance(_json.loads(shaped.text)["n"], int)
