@@ -53,7 +53,7 @@ def _seed_conversation(home: Path) -> None:
     store = ChatStore(AppPaths.default().chats_dir)
     conv = Conversation()
     conv.add("user", "Which Qwen3 size fits my 24 GB GPU with a 32k context?")
-    conv.add(
+    reply = conv.add(
         "assistant",
         SAMPLE_REPLY,
         model="Qwen3-14B-Q4_K_M.gguf",
@@ -61,10 +61,17 @@ def _seed_conversation(home: Path) -> None:
             "ttft_s": 0.21,
             "decode_tokens_per_s": 48.3,
             "generated_tokens": 96,
+            "reasoning_tokens": 41,
+            "reasoning_s": 0.9,
             "memory_bytes": 11 * 2**30,
             "estimate_bytes": int(10.8 * 2**30),
             "estimate_verdict": "full_gpu",
         },
+    )
+    # A reasoning model's thinking: folded above the answer, with its tokens and time.
+    reply.reasoning = (
+        "24 GB of VRAM, 32k context. Qwen3-14B Q4_K_M is about 9 GB of weights; its KV cache "
+        "at 32k is about 5 GB, so it fits with room for the compute buffers."
     )
     store.save(conv)
     old = Conversation()
