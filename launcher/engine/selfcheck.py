@@ -39,8 +39,10 @@ REBUILD_DEFAULT = (
 )
 
 
-def starter_model(cache_dir: Path) -> Path | None:
-    """The bundled Gemma 3 270M assembled (once) under ``cache_dir``; None if not installed."""
+def install_starter(folder: Path) -> Path | None:
+    """The bundled Gemma 3 270M assembled into ``folder`` once: verified against the package's
+    sha256 and renamed into place, so a file there is always whole. ``None`` when the package
+    is not installed. The app's "Try Gemma 3 270M" and the self-check both use it."""
     import hashlib
     import importlib
     import importlib.util
@@ -49,12 +51,11 @@ def starter_model(cache_dir: Path) -> Path | None:
     if importlib.util.find_spec(STARTER_PACKAGE) is None:
         return None
     pkg: Any = importlib.import_module(STARTER_PACKAGE)
-    target = cache_dir / "starter" / pkg.MODEL_NAME
-    stamp = target.with_suffix(".verified")
-    if target.exists() and stamp.exists() and stamp.read_text() == str(target.stat().st_size):
+    target = folder / pkg.MODEL_NAME
+    if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".assembling")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".part")
     pkg.assemble(tmp, overwrite=True)
     digest = hashlib.sha256()
     with open(tmp, "rb") as fh:
@@ -66,8 +67,12 @@ def starter_model(cache_dir: Path) -> Path | None:
             f"The bundled {pkg.MODEL_NAME} is damaged: reinstall {STARTER_PACKAGE}."
         )
     os.replace(tmp, target)
-    stamp.write_text(str(target.stat().st_size))
     return target
+
+
+def starter_model(cache_dir: Path) -> Path | None:
+    """The starter kept in the user's cache, for the self-check."""
+    return install_starter(cache_dir / "starter")
 
 
 def build_flags() -> str:
