@@ -501,12 +501,15 @@ class EngineClient:
         if proc is not None:
             proc.join(timeout=5)
             exit_code = proc.exitcode
-        lines = self._log_tail()
+        # The whole tail for the classifier (the load's buffer lines name an AMX buffer), the
+        # last 30 lines for the user: one read of the log.
+        tail = self._log_tail(400)
+        lines = tail[-30:]
         if self.loaded is not None:
             path, params = path or self.loaded.path, params or self.loaded.params
         diagnosis = classify(
             exit_code,
-            self._log_tail(400),  # the load's buffer lines name the AMX buffer, if any
+            tail,
             stage=stage,
             system_info=str(self._system.get("system_info", "")),
             cpu_flags=read_cpu_flags(),
