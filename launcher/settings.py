@@ -31,6 +31,7 @@ class Settings:
     system_prompt: str = "You are a helpful assistant."
     sampling_preset: str = "balanced"
     theme: str = "system"
+    record_api_traffic: bool = False  # the local API appends chat requests to api-traffic.jsonl
     _extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def models_path(self, paths: AppPaths) -> Path:

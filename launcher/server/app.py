@@ -43,6 +43,7 @@ from launcher.server import anthropic_api as an
 from launcher.server import openai_api as oa
 from launcher.server import responses_api as ra
 from launcher.server.errors import ApiError, context_error, unloaded_error
+from launcher.server.recording import TrafficRecorder
 from launcher.server.reply import GenRequest, Renderer
 from launcher.server.schemas import parse_json
 
@@ -360,6 +361,8 @@ def _route_path(request: Request) -> str:
 
 def build_app(api: LocalApiServer) -> Starlette:
     """The Starlette application serving ``api``'s registry."""
+    # Opt-in recording of chat requests (off unless the user turned it on in the settings).
+    recorder = getattr(api, "recorder", None) or TrafficRecorder.from_settings()
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -408,6 +411,7 @@ def build_app(api: LocalApiServer) -> Starlette:
                 gen, make_renderer = parse(parse_json(raw))
                 model = api.resolve_model(gen.model)
                 api.log.update(rid, model=model.name, stream=gen.stream, prompt=gen.preview())
+                recorder.record(_route_path(request), gen, model.name)
             except ApiError as err:
                 return refuse(rid, err, anthropic)
             except Exception as exc:  # a bug must cost one request, never the server
