@@ -6,6 +6,11 @@ or of the app at any moment leaves the last saved state: the app saves when the 
 message, periodically while a reply streams, and when the reply ends (finished, stopped or
 crashed). A file that cannot be read is set aside (``*.corrupt-<time>.json``) and reported,
 never silently dropped, and never a crash of the listing.
+
+A reply that used tools is several messages, stored as the model saw them (OpenAI's shape):
+an assistant message with ``tool_calls``, one ``tool`` message per call (its result, or why
+there is none), then the answer; :meth:`Conversation.prompt_messages` sends them again on the
+next turn. Which MCP servers and tools a conversation may use is its :class:`ChatTools`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any, Literal
 from launcher.errors import LauncherError
 from launcher.fsutil import atomic_write_json, read_json
 
-Role = Literal["system", "user", "assistant", "error"]
+Role = Literal["system", "user", "assistant", "tool", "error"]
+_ROLES = ("system", "user", "assistant", "tool", "error")
 FORMAT_VERSION = 1
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -58,11 +64,24 @@ class ChatMessage:
     metrics: dict[str, Any] | None = None  # ttft_s, decode_tokens_per_s, generated_tokens, ...
     incomplete: bool = False  # the reply was stopped, or the model host crashed mid-reply
     reasoning: str = ""  # the model's reasoning before the reply (shown folded, never resent)
+    # An assistant message's tool calls (OpenAI: {"id", "type": "function", "function":
+    # {"name", "arguments"}}); a tool message answers one of them by ``tool_call_id``.
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None  # a tool message's tool
+    # How a tool call went ("ok", "error", "denied", "timeout", "cancelled", "server_error",
+    # ...: launcher.tools.loop.ResultStatus) and its MCP server, shown with the result.
+    tool_status: str | None = None
+    server: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content, "created": self.created}
         if self.reasoning:
             d["reasoning"] = self.reasoning
+        for key in ("tool_calls", "tool_call_id", "name", "tool_status", "server"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = value
         if self.model is not None:
             d["model"] = self.model
         if self.metrics is not None:
@@ -74,9 +93,19 @@ class ChatMessage:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ChatMessage:
         role = d.get("role")
-        if role not in ("system", "user", "assistant", "error"):
+        if role not in _ROLES:
             raise ValueError(f"unknown role {role!r}")
         metrics = d.get("metrics")
+        calls = d.get("tool_calls")
+        if calls is not None and not (
+            isinstance(calls, list) and all(_valid_call(c) for c in calls)
+        ):
+            raise ValueError("malformed tool_calls")
+
+        def text(key: str) -> str | None:
+            value = d.get(key)
+            return value if isinstance(value, str) else None
+
         return cls(
             role=role,
             content=str(d.get("content", "")),
@@ -85,6 +114,78 @@ class ChatMessage:
             metrics=metrics if isinstance(metrics, dict) else None,
             incomplete=bool(d.get("incomplete", False)),
             reasoning=str(d.get("reasoning") or ""),
+            tool_calls=calls,
+            tool_call_id=text("tool_call_id"),
+            name=text("name"),
+            tool_status=text("tool_status"),
+            server=text("server"),
+        )
+
+
+def _valid_call(call: Any) -> bool:
+    if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+        return False
+    function = call.get("function")
+    return (
+        isinstance(function, dict)
+        and isinstance(function.get("name"), str)
+        and isinstance(function.get("arguments", ""), str)
+    )
+
+
+MAX_TOOL_ROUNDS = 5
+TOOL_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ChatTools:
+    """The MCP tools one conversation may use: its servers (saved names) switched on, the
+    tools switched off among theirs (``"SERVER/TOOL"``), replies with calls per turn before
+    the model must answer, the first reply's ``tool_choice`` (``auto``: it may call a tool;
+    ``required``: it must) and a call's time limit. No server on: the chat has no tools."""
+
+    servers: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    max_rounds: int = MAX_TOOL_ROUNDS
+    tool_choice: str = "auto"
+    timeout_s: float = TOOL_TIMEOUT_S
+
+    @property
+    def active(self) -> bool:
+        return bool(self.servers)
+
+    def tool_enabled(self, server: str, tool: str) -> bool:
+        return server in self.servers and f"{server}/{tool}" not in self.disabled
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "servers": list(self.servers),
+            "disabled": list(self.disabled),
+            "max_rounds": self.max_rounds,
+            "tool_choice": self.tool_choice,
+            "timeout_s": self.timeout_s,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> ChatTools:
+        if not isinstance(d, dict):
+            return cls()
+
+        def names(key: str) -> list[str]:
+            value = d.get(key)
+            return [str(v) for v in value] if isinstance(value, list) else []
+
+        rounds = d.get("max_rounds", MAX_TOOL_ROUNDS)
+        timeout = d.get("timeout_s", TOOL_TIMEOUT_S)
+        choice = d.get("tool_choice")
+        return cls(
+            servers=names("servers"),
+            disabled=names("disabled"),
+            max_rounds=max(0, int(rounds)) if isinstance(rounds, int | float) else MAX_TOOL_ROUNDS,
+            tool_choice=choice if choice in ("auto", "required") else "auto",
+            timeout_s=float(timeout)
+            if isinstance(timeout, int | float) and timeout > 0
+            else TOOL_TIMEOUT_S,
         )
 
 
@@ -100,6 +201,7 @@ class Conversation:
     preset: str = "balanced"
     model_path: str | None = None
     messages: list[ChatMessage] = field(default_factory=list)
+    tools: ChatTools = field(default_factory=ChatTools)
 
     def add(self, role: Role, content: str, **kw: Any) -> ChatMessage:
         """Append a message (the first user message also names the conversation)."""
@@ -110,20 +212,64 @@ class Conversation:
             self.title = title_from(content)
         return msg
 
-    def prompt_messages(self) -> list[dict[str, str]]:
-        """What the model sees: the system prompt, then user and assistant turns.
+    def prompt_messages(self) -> list[dict[str, Any]]:
+        """What the model sees: the system prompt, then user and assistant turns, with each
+        reply's tool calls and their results (OpenAI's shape).
 
-        Error notes are left out; an incomplete reply is kept (the user saw it).
+        Error notes are left out; an incomplete reply is kept (the user saw it). A call whose
+        result was never stored (the app closed mid-turn) gets one saying so, so the history
+        stays valid for every chat template.
         """
-        out: list[dict[str, str]] = []
+        out: list[dict[str, Any]] = []
         if self.system_prompt.strip():
             out.append({"role": "system", "content": self.system_prompt})
-        out += [
-            {"role": m.role, "content": m.content}
-            for m in self.messages
-            if m.role in ("user", "assistant") and (m.role == "user" or m.content)
-        ]
+        answered = {m.tool_call_id for m in self.messages if m.role == "tool"}
+        open_calls: list[dict[str, Any]] = []  # the calls of the last assistant message
+
+        def close_calls() -> None:
+            for call in open_calls:
+                if call["id"] not in answered:
+                    out.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": call["id"],
+                            "name": call["function"]["name"],
+                            "content": "No result: the turn was stopped before this call ran.",
+                        }
+                    )
+            open_calls.clear()
+
+        for m in self.messages:
+            if m.role == "tool":
+                if m.tool_call_id and any(c["id"] == m.tool_call_id for c in open_calls):
+                    out.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": m.tool_call_id,
+                            "name": m.name or "",
+                            "content": m.content,
+                        }
+                    )
+                continue
+            if m.role not in ("user", "assistant"):
+                continue
+            close_calls()
+            if m.role == "assistant" and m.tool_calls:
+                out.append(
+                    {"role": "assistant", "content": m.content or None, "tool_calls": m.tool_calls}
+                )
+                open_calls.extend(m.tool_calls)
+            elif m.role == "user" or m.content:
+                out.append({"role": m.role, "content": m.content})
+        close_calls()
         return out
+
+    def tool_result(self, call_id: str) -> ChatMessage | None:
+        """The tool message that answers call ``call_id``, if there is one yet."""
+        for m in reversed(self.messages):
+            if m.role == "tool" and m.tool_call_id == call_id:
+                return m
+        return None
 
     def drop_last_reply(self) -> str | None:
         """Remove everything after the last user message (for regenerate); return its text."""
@@ -147,6 +293,7 @@ class Conversation:
             "preset": self.preset,
             "model_path": self.model_path,
             "messages": [m.to_json() for m in self.messages],
+            "tools": self.tools.to_json(),
         }
 
     @classmethod
@@ -162,6 +309,7 @@ class Conversation:
             preset=str(d.get("preset", "balanced")),
             model_path=d.get("model_path") if isinstance(d.get("model_path"), str) else None,
             messages=[ChatMessage.from_json(m) for m in d["messages"]],
+            tools=ChatTools.from_json(d.get("tools")),
         )
 
 

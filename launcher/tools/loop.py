@@ -280,6 +280,11 @@ class ToolLoop:
             )
         if call.name not in self.always_allowed:
             answer = self.approve(call, tool)
+            if self._cancel.is_set():  # stopped while the user was asked
+                return ToolResult(
+                    call, "cancelled", "The user stopped this turn before it ran.",
+                    server=tool.server,
+                )  # fmt: skip
             if answer is Approval.ALWAYS:
                 self.always_allowed.add(call.name)
             elif answer in (Approval.DENY, Approval.DENY_AND_ANSWER):
@@ -314,6 +319,38 @@ class ToolLoop:
         if output.is_error:
             return ToolResult(call, "error", f"Error: {content}", output.elapsed_s, tool.server)
         return ToolResult(call, "ok", content, output.elapsed_s, tool.server)
+
+
+def turn_summary(metrics: TurnMetrics) -> dict[str, Any]:
+    """The numbers shown under a reply that used tools, counting every round: TTFT of the
+    first round (what the user waited for), tokens and decode speed over all rounds, and how
+    long the model and the tools took."""
+    replies = metrics.replies
+    out: dict[str, Any] = {
+        "rounds": metrics.rounds,
+        "tool_calls": metrics.tool_calls,
+        "prompt_tokens": metrics.prompt_tokens,
+        "generated_tokens": metrics.generated_tokens,
+        "model_s": round(metrics.model_s, 3),
+        "tools_s": round(metrics.tools_s, 3),
+    }
+    if replies:
+        out["ttft_s"] = replies[0].ttft_s
+        out["stop_reason"] = replies[-1].stop_reason
+        decode_s = sum(r.decode_s for r in replies)
+        decoded = sum(max(r.generated_tokens - 1, 0) for r in replies)
+        if decode_s > 0:
+            out["decode_tokens_per_s"] = decoded / decode_s
+        prefill_s = sum(r.prefill_s for r in replies)
+        if prefill_s > 0:
+            out["prefill_tokens_per_s"] = metrics.prompt_tokens / prefill_s
+        remote = replies[-1].remote
+        if remote:
+            out["remote"] = remote
+        reasoning = sum(r.reasoning_tokens for r in replies)
+        if reasoning:
+            out["reasoning_tokens"] = reasoning
+    return out
 
 
 def _add_reply(metrics: TurnMetrics, done: ReplyFinished | None, wall_s: float) -> TurnMetrics:

@@ -214,26 +214,57 @@ class McpManager:
             known = ", ".join(self._configs) or "none"
             raise McpConfigError(f"no MCP server named {name!r} here (known: {known})") from None
 
-    def list_tools(self, server: str, timeout_s: float | None = None) -> list[McpTool]:
+    def set_servers(self, servers: Iterable[McpServerConfig]) -> None:
+        """Use these servers from now on (the app's saved servers changed): a server that is
+        gone or whose settings changed is stopped, and starts again with its new settings on
+        next use. Blocks while those servers stop (seconds at most): call it off the GUI."""
+        configs: dict[str, McpServerConfig] = {}
+        for config in servers:
+            if config.name in configs:
+                raise McpConfigError(f"two MCP servers are named {config.name!r}")
+            configs[config.name] = config
+        with self._lock:
+            old, self._configs = self._configs, configs
+            self.servers = tuple(configs.values())
+            loop = self._loop
+        stale = [name for name, config in old.items() if configs.get(name) != config]
+        if loop is None:
+            return
+        for name in stale:
+            with contextlib.suppress(ToolError):
+                self._run(self._stop(name), _STOP_TIMEOUT_S + 5, old[name], "stop")
+
+    def list_tools(
+        self,
+        server: str,
+        timeout_s: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[McpTool]:
         """The tools of ``server`` (starting it if needed), with their input schemas."""
         config = self.config(server)
         limit = timeout_s or self.connect_timeout_s
         backstop = self.connect_timeout_s + limit + _STOP_TIMEOUT_S + 5
-        return self._run(self._list_tools(config, limit), backstop, config, "list its tools")
+        return self._run(
+            self._list_tools(config, limit), backstop, config, "list its tools", cancel
+        )
 
     def tools(
-        self, servers: Iterable[str] | None = None
+        self, servers: Iterable[str] | None = None, cancel: threading.Event | None = None
     ) -> tuple[list[McpTool], dict[str, ToolError]]:
         """The tools of the enabled ``servers`` (default: all enabled) with unique public
-        names, and the servers that failed, each with its error (the others still work)."""
+        names, and the servers that failed, each with its error (the others still work).
+        A server that is not (or no longer) configured is one that failed. ``cancel`` set:
+        ``ToolCancelledError``."""
         names = list(servers) if servers is not None else self.names
         found: list[McpTool] = []
         failed: dict[str, ToolError] = {}
         for name in names:
-            if not self.config(name).enabled:
-                continue
             try:
-                found.extend(self.list_tools(name))
+                if not self.config(name).enabled:
+                    continue
+                found.extend(self.list_tools(name, cancel=cancel))
+            except ToolCancelledError:
+                raise
             except ToolError as exc:
                 failed[name] = exc
         return unique_names(found), failed
