@@ -234,11 +234,19 @@ class AppContext(QObject):
         self.downloads = DownloadModel()
         self.models = ModelRegistry()  # loaded models: the chat and the local API share them
 
+        # The MCP servers the chat's tools run on: started on demand, stopped at shutdown.
+        from launcher.tools.config import McpStore
+        from launcher.tools.manager import McpManager
+
+        self.mcp = McpManager(())
         self.session = ChatSession(
             self.store,
             self._make_host,
             system_prompt=self.settings.system_prompt,
             preset=self.settings.sampling_preset,
+            mcp=self.mcp,
+            mcp_servers=McpStore(paths).all,
+            tasks=self.network_tasks,
         )
         self.gauge: QWidget = QLabel("Memory: probing this machine…")
         self.gauge.setMinimumHeight(60)
@@ -1002,6 +1010,7 @@ class AppContext(QObject):
             self._downloads_service.shutdown()
         self.server_view.shutdown()  # API replies end before the hosts they run on
         self.session.shutdown()
+        self.mcp.close()  # the chat's MCP servers (their processes end)
         if self.sampler_worker is not None:
             self.sampler_worker.stop()  # also closes the sampler (NVML)
         self.network_tasks.shutdown()

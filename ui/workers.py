@@ -9,6 +9,11 @@ Two kinds, following the GPT4All chat pattern (see ``style.md``):
   thread-safe), never a queued signal, because the worker is busy streaming and would only see
   a queued "stop" after the reply ended. Tokens are coalesced here to at most ~30 emissions a
   second, so a fast model cannot flood the GUI's event queue.
+- A turn with tools (``ModelHostWorker.on_chat_with_tools``) runs the core's ``ToolLoop`` on
+  the same worker: the MCP servers' tools are listed, each model reply streams as usual, and
+  each call waits for the user's answer (``approval_requested`` out; ``ModelHost.answer_call``
+  in, set directly like stop, since the worker is blocked waiting for it). Stop sets the
+  turn's cancel flag, which ends the wait, a running call and the reply being generated.
 - ``TaskRunner``: runs one-shot callables (probe, recommend, Hub search, doctor, library scan)
   on a background thread and delivers the result or the error message to a GUI-thread callback.
 
@@ -17,16 +22,23 @@ Shutdown always follows the same order: stop flag, ``quit()``, ``wait()``, then 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from launcher.engine.events import HostCrashed, ReasoningToken
-from launcher.errors import LauncherError, ModelLoadError
+from launcher.engine.events import HostCrashed, ReasoningToken, Sampling, ToolCall
+from launcher.errors import LauncherError, ModelLoadError, ToolCancelledError
+
+if TYPE_CHECKING:  # imported when a turn uses tools: the window paints first
+    from launcher.tools.loop import Approval
+    from launcher.tools.manager import McpManager, McpTool
 
 # At most this many token batches per second cross to the GUI thread.
 TOKEN_BATCH_INTERVAL_S = 1 / 30
@@ -57,6 +69,43 @@ def _event_kind(event: object) -> str:
     return type(event).__name__
 
 
+@dataclass(frozen=True)
+class ToolTurn:
+    """What one chat turn with tools needs: the MCP manager, the servers switched on and the
+    tools switched off (``"SERVER/TOOL"``), the limits, the first reply's tool choice, the
+    tools the user already allowed for good, and the saved servers (read on the worker)."""
+
+    manager: McpManager
+    servers: tuple[str, ...]
+    disabled: frozenset[str] = frozenset()
+    max_rounds: int = 5
+    tool_choice: str = "auto"
+    timeout_s: float = 60.0
+    always_allowed: frozenset[str] = frozenset()
+    saved_servers: Callable[[], Iterable[Any]] | None = field(default=None, compare=False)
+
+
+class _TokenBatcher:
+    """Coalesces streamed text to at most one emission per ``TOKEN_BATCH_INTERVAL_S``."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.pending: list[str] = []
+        self.last = 0.0
+
+    def add(self, text: str) -> None:
+        self.pending.append(text)
+        now = time.monotonic()
+        if now - self.last >= TOKEN_BATCH_INTERVAL_S:
+            self.flush()
+            self.last = now
+
+    def flush(self) -> None:
+        if self.pending:
+            self.emit("".join(self.pending))
+            self.pending.clear()
+
+
 class ModelHostWorker(QObject):
     """Drives one ``EngineClient`` on its own thread and relays its events as signals."""
 
@@ -72,11 +121,23 @@ class ModelHostWorker(QObject):
     # safe_params the user can load with in one click (launcher/engine/crashes.py).
     safe_settings_offered = Signal(object)
     unloaded = Signal()
+    # A turn with tools (on_chat_with_tools): every model reply of it is a "round".
+    round_started = Signal(int)  # 1, 2, ...: a model reply of this turn begins
+    tool_calls_made = Signal(object)  # ReplyFinished of a round that ended in tool calls
+    approval_requested = Signal(object, object)  # ToolCall, McpTool: waits for answer_call
+    tool_started = Signal(object)  # ToolCall: approved, running on its server
+    tool_finished = Signal(object)  # ToolResult: what went back to the model
+    tools_unavailable = Signal(str)  # servers that could not start or list their tools
+    turn_finished = Signal(object)  # TurnFinished (metrics of every round)
 
     def __init__(self, engine: EngineLike) -> None:
         super().__init__()
         self.engine = engine
         self.loading = False  # read by ModelHost.shutdown on the GUI thread
+        # Set from the GUI thread (stop, answer_call): plain thread-safe objects, no signals.
+        self._turn_cancel = threading.Event()
+        self._answered = threading.Event()
+        self._answer: Approval | None = None
 
     @Slot(str, object)
     def on_load(self, path: str, plan: object) -> None:
@@ -94,23 +155,15 @@ class ModelHostWorker(QObject):
         self.load_progress.emit(float(getattr(progress, "fraction", 0.0)))
 
     @Slot(list, object)
-    def on_chat(self, messages: list[dict[str, str]], sampling: object) -> None:
-        pending: list[str] = []
-        last_emit = 0.0
+    def on_chat(self, messages: list[dict[str, Any]], sampling: object) -> None:
+        tokens = _TokenBatcher(self.token_received.emit)
         try:
             for event in self.engine.chat(messages, sampling):
                 kind = _event_kind(event)
                 if kind == "Token":
-                    pending.append(event.text)  # type: ignore[attr-defined]
-                    now = time.monotonic()
-                    if now - last_emit >= TOKEN_BATCH_INTERVAL_S:
-                        self.token_received.emit("".join(pending))
-                        pending.clear()
-                        last_emit = now
+                    tokens.add(event.text)  # type: ignore[attr-defined]
                     continue
-                if pending:
-                    self.token_received.emit("".join(pending))
-                    pending.clear()
+                tokens.flush()
                 if isinstance(event, ReasoningToken):
                     self.reasoning_received.emit(event.text)
                     continue
@@ -122,9 +175,118 @@ class ModelHostWorker(QObject):
                     self._offer_safe_settings(event)
                     return
         except Exception as exc:
-            if pending:
-                self.token_received.emit("".join(pending))
+            tokens.flush()
             self._report(exc)
+
+    # ------------------------------------------------------------------ turns with tools
+    def stop_turn(self) -> None:
+        """Any thread: end the running turn with tools (the wait for an answer, a running
+        call, the reply being generated)."""
+        self._turn_cancel.set()
+        self._answered.set()
+
+    def answer_call(self, approval: Approval) -> None:
+        """Any thread: the user's answer to the call the worker is waiting on."""
+        self._answer = approval
+        self._answered.set()
+
+    def _approve(self, call: ToolCall, tool: McpTool | None) -> Approval:
+        from launcher.tools.loop import Approval
+
+        self._answered.clear()
+        self._answer = None
+        self.approval_requested.emit(call, tool)
+        while not self._answered.wait(0.05):
+            if self._turn_cancel.is_set():
+                break
+        answer = self._answer
+        return Approval.DENY if self._turn_cancel.is_set() or answer is None else answer
+
+    def _turn_tools(self, turn: ToolTurn) -> list[McpTool]:
+        """The tools switched on for this turn; servers that fail are reported, not fatal."""
+        if turn.saved_servers is not None:
+            turn.manager.set_servers(turn.saved_servers())
+        known = set(turn.manager.names)
+        missing = [s for s in turn.servers if s not in known]
+        tools, failed = turn.manager.tools(
+            [s for s in turn.servers if s in known], cancel=self._turn_cancel
+        )
+        problems = [f"MCP server {name!r} is no longer saved." for name in missing]
+        problems += [str(exc) for exc in failed.values()]
+        if problems:
+            self.tools_unavailable.emit(
+                " ".join(problems) + " The model gets the other tools this turn."
+            )
+        return [t for t in tools if f"{t.server}/{t.name}" not in turn.disabled]
+
+    @Slot(list, object, object)
+    def on_chat_with_tools(
+        self, messages: list[dict[str, Any]], sampling: object, turn: ToolTurn
+    ) -> None:
+        """One user turn through the core's ToolLoop (rounds, approvals, results)."""
+        from launcher.tools.loop import (
+            RoundStarted,
+            ToolLoop,
+            ToolResult,
+            ToolStarted,
+            TurnFinished,
+        )
+
+        cancel = self._turn_cancel
+        cancel.clear()  # a stop of an earlier reply
+        tokens = _TokenBatcher(self.token_received.emit)
+        events = None
+        try:
+            if not isinstance(sampling, Sampling):
+                sampling = Sampling.from_dict(dict(sampling or {}))  # type: ignore[call-overload]
+            try:
+                tools = self._turn_tools(turn)
+            except ToolCancelledError:
+                tools = []
+            names = {t.public_name for t in tools}
+            choice = turn.tool_choice if tools else "none"
+            sampling = dataclasses.replace(sampling, tool_choice=choice, parallel_tool_calls=False)
+            loop = ToolLoop(
+                self.engine,
+                turn.manager,
+                tools,
+                self._approve,
+                max_rounds=turn.max_rounds,
+                tool_timeout_s=turn.timeout_s,
+            )
+            loop.always_allowed.update(turn.always_allowed & names)
+            events = loop.run(messages, sampling, cancel)
+            for event in events:
+                if isinstance(event, RoundStarted):
+                    self.round_started.emit(event.round)
+                    continue
+                kind = _event_kind(event)
+                if kind == "Token":
+                    tokens.add(event.text)  # type: ignore[union-attr]
+                    continue
+                tokens.flush()
+                if isinstance(event, ReasoningToken):
+                    self.reasoning_received.emit(event.text)
+                elif kind == "ReplyFinished":
+                    if event.tool_calls and event.metrics.stop_reason == "tool_calls":  # type: ignore[union-attr]
+                        self.tool_calls_made.emit(event)
+                elif isinstance(event, ToolStarted):
+                    self.tool_started.emit(event.call)
+                elif isinstance(event, ToolResult):
+                    self.tool_finished.emit(event)
+                elif kind == "HostCrashed":
+                    self.crashed.emit(_crash_message(event))
+                    self._offer_safe_settings(event)
+                    return
+                elif isinstance(event, TurnFinished):
+                    self._measure_memory()
+                    self.turn_finished.emit(event)
+        except Exception as exc:
+            tokens.flush()
+            self._report(exc)
+        finally:
+            if events is not None:
+                events.close()
 
     def _measure_memory(self) -> None:
         memory = getattr(self.engine, "memory", None)
@@ -182,6 +344,7 @@ class ModelHost(QObject):
 
     _load_requested = Signal(str, object)
     _chat_requested = Signal(list, object)
+    _chat_with_tools_requested = Signal(list, object, object)
     _unload_requested = Signal()
 
     def __init__(self, engine: EngineLike, name: str = "model host") -> None:
@@ -193,6 +356,7 @@ class ModelHost(QObject):
         self.worker.moveToThread(self.thread)
         self._load_requested.connect(self.worker.on_load)
         self._chat_requested.connect(self.worker.on_chat)
+        self._chat_with_tools_requested.connect(self.worker.on_chat_with_tools)
         self._unload_requested.connect(self.worker.on_unload)
         self.thread.start()
         self._shut_down = False
@@ -203,8 +367,21 @@ class ModelHost(QObject):
     def chat(self, messages: list[dict[str, str]], sampling: object = None) -> None:
         self._chat_requested.emit(messages, sampling)
 
+    def chat_with_tools(
+        self, messages: list[dict[str, Any]], sampling: object, turn: ToolTurn
+    ) -> None:
+        """One turn through the tool loop (see ``ModelHostWorker.on_chat_with_tools``)."""
+        self._chat_with_tools_requested.emit(messages, sampling, turn)
+
+    def answer_call(self, approval: Approval) -> None:
+        """The user's answer to the call waiting for approval (set directly: the worker
+        is blocked on it)."""
+        self.worker.answer_call(approval)
+
     def stop(self) -> None:
-        """Stop the current reply now: a flag on the core, read by the generation loop."""
+        """Stop the current reply now: a flag on the core, read by the generation loop (and
+        the turn's flag, which also ends a wait for approval or a running tool call)."""
+        self.worker.stop_turn()
         self.engine.cancel()
 
     def unload(self) -> None:
@@ -216,6 +393,7 @@ class ModelHost(QObject):
             return
         self._shut_down = True
         try:
+            self.worker.stop_turn()
             self.engine.cancel()
             if self.worker.loading:
                 # A load does not poll the stop flag and can take minutes for a big model:

@@ -6,6 +6,13 @@ and renders its signals; it never touches the engine. Every state change that ma
 saved atomically: when the user sends, every few seconds while a reply streams, and when the
 reply ends, is stopped, or the model host crashes (the partial reply is kept, marked
 incomplete, followed by the error).
+
+A conversation whose tools are on (``Conversation.tools``: MCP servers switched on, tools
+switched off, the round limit) runs each turn through the core's tool loop on the model's
+worker: every model reply of the turn is an assistant message (the ones that called tools
+keep their ``tool_calls``), each call's result is a ``tool`` message, and each call waits for
+:meth:`ChatSession.answer_call` (the transcript's Allow once / Always / Deny). The metrics of
+the turn's last message count every round.
 """
 
 from __future__ import annotations
@@ -17,9 +24,17 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from launcher.chats import ChatMessage, ChatStore, ChatStoreError, Conversation, ConversationSummary
+from launcher.chats import (
+    ChatMessage,
+    ChatStore,
+    ChatStoreError,
+    ChatTools,
+    Conversation,
+    ConversationSummary,
+)
 from launcher.engine.events import EngineParams, HostCrashed
-from ui.workers import ModelHost
+from ui.models.chat_tools import ServerTools, list_server_tools
+from ui.workers import ModelHost, TaskRunner, ToolTurn
 
 SAVE_INTERVAL_S = 2.0
 
@@ -78,6 +93,14 @@ class ChatSession(QObject):
     # The model crashed twice in a row: what happened and the safe settings on offer
     # (empty when the offer is withdrawn: another model, or loaded with them).
     safe_settings_offered = Signal(str)
+    # Tools (MCP): the chat's settings, the servers and their tools, a call waiting for the
+    # user, a call's state for the transcript ("approval", "running", "" once answered), a
+    # round that ended in calls (its message, to draw the calls).
+    tools_changed = Signal(object)  # ChatTools of the conversation shown
+    tool_catalog_changed = Signal(object)  # list[ServerTools]
+    approval_requested = Signal(object, object)  # ToolCall, McpTool
+    tool_call_state_changed = Signal(str, str)  # call id, state
+    round_ended = Signal(object)  # ChatMessage with tool_calls
 
     def __init__(
         self,
@@ -86,8 +109,23 @@ class ChatSession(QObject):
         plan_for: Callable[[str], Any] | None = None,
         system_prompt: str = "You are a helpful assistant.",
         preset: str = "balanced",
+        *,
+        mcp: Any = None,
+        mcp_servers: Callable[[], list[Any]] | None = None,
+        tasks: TaskRunner | None = None,
     ) -> None:
+        """``mcp`` (a ``launcher.tools.McpManager``) runs the tools; ``mcp_servers`` reads
+        the saved servers; ``tasks`` lists servers' tools off the GUI thread. Without them
+        the chat has no tools."""
         super().__init__()
+        self._mcp = mcp
+        self._mcp_servers = mcp_servers
+        self._tasks = tasks
+        self.tool_catalog: list[ServerTools] = []
+        self._turn_active = False  # a turn with tools runs (between rounds too)
+        self._last_round: ChatMessage | None = None  # the turn's last message that called tools
+        self._pending_call: Any = None  # the ToolCall waiting for the user's answer
+        self._always: dict[str, set[str]] = {}  # conversation id -> tools allowed for good
         self.store = store
         self._host_factory = host_factory
         self._plan_for = plan_for
@@ -118,6 +156,7 @@ class ChatSession(QObject):
             self.stop()
         self.conversation = self._new_conversation()
         self.conversation_changed.emit(self.conversation)
+        self.tools_changed.emit(self.conversation.tools)
 
     def open_conversation(self, conversation_id: str) -> None:
         if conversation_id == self.conversation.id:
@@ -131,6 +170,7 @@ class ChatSession(QObject):
             self.conversation_removed.emit(conversation_id)
             return
         self.conversation_changed.emit(self.conversation)
+        self.tools_changed.emit(self.conversation.tools)
 
     def delete_conversation(self, conversation_id: str) -> None:
         self.store.delete(conversation_id)
@@ -148,6 +188,61 @@ class ChatSession(QObject):
         if self.conversation.messages:
             self._save()
 
+    # ------------------------------------------------------------------ tools (MCP)
+    @property
+    def tools_available(self) -> bool:
+        """Whether this chat can use MCP tools at all (the app gave it a manager)."""
+        return self._mcp is not None
+
+    def set_tools(self, tools: ChatTools) -> None:
+        """This conversation's tool settings (servers and tools on, limits); a server newly
+        switched on is started to list its tools."""
+        old = self.conversation.tools
+        self.conversation.tools = tools
+        if self.conversation.messages:
+            self._save()
+        self.tools_changed.emit(tools)
+        listed = {s.name for s in self.tool_catalog if s.listed}
+        if set(tools.servers) - set(old.servers) - listed:
+            self.refresh_tools()
+
+    def refresh_tools(self) -> None:
+        """Read the saved servers again and list the tools of those on in this chat (they
+        start if needed), on the task thread; ``tool_catalog_changed`` brings the result."""
+        if self._mcp is None or self._tasks is None:
+            return
+        manager, saved = self._mcp, self._mcp_servers
+        wanted = list(self.conversation.tools.servers)
+        known = {s.name: s for s in self.tool_catalog if s.listed}
+        self._tasks.submit(
+            lambda: list_server_tools(manager, saved, wanted, known),
+            self._on_tool_catalog,
+            self.error_reported.emit,
+        )
+
+    def _on_tool_catalog(self, catalog: list[ServerTools]) -> None:
+        self.tool_catalog = catalog
+        self.tool_catalog_changed.emit(catalog)
+
+    def answer_call(self, approval: Any) -> None:
+        """The user's answer to the call waiting: a ``launcher.tools.loop.Approval`` or its
+        value (``once``, ``always``, ``deny``, ``answer``)."""
+        from launcher.tools.loop import Approval
+
+        approval = Approval(approval)
+        call, self._pending_call = self._pending_call, None
+        if call is None or self.host is None:
+            return
+        if approval is Approval.ALWAYS:
+            self._always.setdefault(self.conversation.id, set()).add(call.name)
+        self.host.answer_call(approval)
+        self.tool_call_state_changed.emit(call.id, "")
+
+    @property
+    def pending_call(self) -> Any:
+        """The ToolCall waiting for the user's answer, if any."""
+        return self._pending_call
+
     def _save(self) -> None:
         try:
             self.store.save(self.conversation)
@@ -161,7 +256,7 @@ class ChatSession(QObject):
     # ------------------------------------------------------------------ model
     @property
     def busy(self) -> bool:
-        return self._reply is not None
+        return self._reply is not None or self._turn_active
 
     @property
     def model_name(self) -> str:
@@ -194,6 +289,13 @@ class ChatSession(QObject):
         host.worker.failed.connect(self._on_failed)
         host.worker.crashed.connect(self._on_crashed)
         host.worker.safe_settings_offered.connect(self._on_safe_settings_offered)
+        host.worker.round_started.connect(self._on_round_started)
+        host.worker.tool_calls_made.connect(self._on_tool_calls_made)
+        host.worker.approval_requested.connect(self._on_approval_requested)
+        host.worker.tool_started.connect(self._on_tool_started)
+        host.worker.tool_finished.connect(self._on_tool_finished)
+        host.worker.tools_unavailable.connect(self._on_tools_unavailable)
+        host.worker.turn_finished.connect(self._on_turn_finished)
         self.host = host
         self._memory_bytes = None
         self._set_state("loading")
@@ -204,7 +306,7 @@ class ChatSession(QObject):
         host, path = self.host, self.model_path
         if host is None:
             return
-        if self._reply is not None:
+        if self.busy:
             self._end_reply(incomplete=True)
         self.host = None
         host.shutdown()
@@ -265,12 +367,112 @@ class ChatSession(QObject):
     def _start_reply(self) -> None:
         assert self.host is not None
         messages = self.conversation.prompt_messages()
-        self._reply = self.conversation.add("assistant", "", model=self.model_name)
-        self._reasoning_started, self._reasoning_s = 0.0, None
+        tools = self.conversation.tools
+        if tools.active and self._mcp is not None:
+            # The reply's message is added when the first round starts (the servers start
+            # first, and one that fails is an error line above the reply).
+            self._turn_active = True
+            self._last_round = None
+            self._save()
+            self._set_state("busy")
+            turn = ToolTurn(
+                manager=self._mcp,
+                servers=tuple(tools.servers),
+                disabled=frozenset(tools.disabled),
+                max_rounds=tools.max_rounds,
+                tool_choice=tools.tool_choice,
+                timeout_s=tools.timeout_s,
+                always_allowed=frozenset(self._always.get(self.conversation.id, ())),
+                saved_servers=self._mcp_servers,
+            )
+            self.host.chat_with_tools(messages, self.conversation.sampling(), turn)
+            return
+        self._begin_message()
         self._save()
         self._set_state("busy")
-        self.reply_started.emit(self.model_name)
         self.host.chat(messages, self.conversation.sampling())
+
+    def _begin_message(self) -> None:
+        self._reply = self.conversation.add("assistant", "", model=self.model_name)
+        self._reasoning_started, self._reasoning_s = 0.0, None
+        self.reply_started.emit(self.model_name)
+
+    # ------------------------------------------------------------------ turns with tools
+    def _in_turn(self) -> bool:
+        return self._turn_active and not self._stale()
+
+    def _on_round_started(self, _round: int) -> None:
+        if self._in_turn() and self._reply is None:
+            self._begin_message()
+
+    def _on_tool_calls_made(self, event: Any) -> None:
+        reply = self._reply
+        if reply is None or not self._in_turn():
+            return
+        reply.content = event.text or reply.content
+        reply.tool_calls = [call.to_openai() for call in event.tool_calls]
+        self._reply, self._last_round = None, reply
+        self._save()
+        self.round_ended.emit(reply)
+
+    def _on_approval_requested(self, call: Any, tool: Any) -> None:
+        if not self._in_turn():
+            return
+        self._pending_call = call
+        self.tool_call_state_changed.emit(call.id, "approval")
+        self.approval_requested.emit(call, tool)
+
+    def _on_tool_started(self, call: Any) -> None:
+        if self._in_turn():
+            self.tool_call_state_changed.emit(call.id, "running")
+
+    def _on_tool_finished(self, result: Any) -> None:
+        if not self._in_turn():
+            return
+        if self._pending_call is not None and self._pending_call.id == result.call.id:
+            self._pending_call = None  # stopped while asking
+        msg = self.conversation.add(
+            "tool",
+            result.content,
+            tool_call_id=result.call.id,
+            name=result.call.name,
+            tool_status=result.status,
+            server=result.server or None,
+            metrics={"elapsed_s": round(result.elapsed_s, 3)},
+        )
+        self._save()
+        self.tool_call_state_changed.emit(result.call.id, "")
+        self.message_added.emit(msg)
+
+    def _on_tools_unavailable(self, message: str) -> None:
+        if self._in_turn():
+            self._add_error(message)
+
+    def _on_turn_finished(self, event: Any) -> None:
+        if not self._in_turn():
+            return
+        from launcher.tools.loop import turn_summary
+
+        reply = self._reply or self._last_round
+        if reply is None:  # stopped before the model said anything
+            self._end_reply(incomplete=True)
+            return
+        if self._reply is not None and event.text:
+            reply.content = event.text
+        metrics = metrics_from({}, self.loaded, self.plan)
+        metrics.update(turn_summary(event.metrics))
+        if event.stop == "round_limit":
+            metrics["round_limit"] = True
+        if self._reply is not None and self._reply.reasoning:
+            end = self._reasoning_s
+            metrics["reasoning_s"] = (
+                end if end is not None else time.monotonic() - self._reasoning_started
+            )
+        if self._memory_bytes is not None:
+            metrics["memory_bytes"] = self._memory_bytes
+        reply.metrics = metrics
+        self._reply = reply
+        self._end_reply(incomplete=event.stop in ("cancelled", "crashed"))
 
     def _on_reasoning(self, text: str) -> None:
         if self._reply is None or self._stale():
@@ -311,8 +513,16 @@ class ChatSession(QObject):
         self._end_reply(incomplete=stopped)
 
     def _end_reply(self, incomplete: bool) -> None:
-        reply, self._reply = self._reply, None
+        reply, self._reply = self._reply or self._last_round, None
+        was_turn, self._turn_active, self._last_round = self._turn_active, False, None
+        pending, self._pending_call = self._pending_call, None
+        if pending is not None:
+            self.tool_call_state_changed.emit(pending.id, "")
         if reply is None:
+            if was_turn:
+                self._save()
+                if self.host is not None:
+                    self._set_state("ready")
             return
         reply.incomplete = incomplete
         self._save()
@@ -323,7 +533,7 @@ class ChatSession(QObject):
     def _on_failed(self, message: str) -> None:
         if self._stale():
             return
-        if self._reply is not None:
+        if self.busy:
             self._end_reply(incomplete=True)
             self._add_error(message)
             return
@@ -338,7 +548,7 @@ class ChatSession(QObject):
     def _on_crashed(self, message: str) -> None:
         if self._stale():
             return
-        if self._reply is not None:
+        if self.busy:
             self._end_reply(incomplete=True)
         self._add_error(message)
         path = self.model_path
@@ -375,7 +585,7 @@ class ChatSession(QObject):
 
     def shutdown(self) -> None:
         """Save what streams now and end the model host (window closing)."""
-        if self._reply is not None:
+        if self.busy:
             self._end_reply(incomplete=True)
         host, self.host = self.host, None
         if host is not None:
