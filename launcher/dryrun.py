@@ -28,9 +28,9 @@ from launcher.errors import GGUFError, ModelLoadError
 from launcher.hardware.cpufeatures import decide_extra_buffers, read_cpu_flags
 
 if TYPE_CHECKING:
-    from launcher.calibration import CalibrationStore
-    from launcher.estimate import MemoryPlan, ModelSummary
     from launcher.hardware.profile import MachineProfile
+    from launcher.planning import MemoryPlan, ModelSummary
+    from launcher.planning.calibration import CalibrationStore
 
 MiB = 1 << 20
 #: A dry run takes well under a second; this only guards against a wedged child.
@@ -165,7 +165,7 @@ def dry_run_many(
 ) -> list[DryRunResult]:
     """Measure several contexts for one model in one child process (one model load each
     distinct ``n_gpu_layers``). ``real_load`` really loads the weights (small files only)."""
-    from launcher.estimate import kv_type_id
+    from launcher.planning import kv_type_id
 
     p = Path(path)
     if not p.is_file():
@@ -249,7 +249,7 @@ def plan_exact(
     Placement (layers on the GPU) comes from the formula plan; the dry run is then done with
     exactly that placement. Sizes missing from the log keep their formula value.
     """
-    from launcher.estimate import estimate_speed, plan
+    from launcher.planning import estimate_speed, plan
 
     p = plan(summary, machine, ctx, kv_type, flash_attn, n_ubatch, gpu_layers, calibration)
     r = dry_run(

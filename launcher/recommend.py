@@ -1,7 +1,7 @@
 """Which catalog model is best for this machine and this kind of work.
 
 :func:`recommend` plans every catalog file on a machine (the instant formula estimate from
-:mod:`launcher.estimate`, so the whole catalog ranks in milliseconds) and orders the ones
+:mod:`launcher.planning`, so the whole catalog ranks in milliseconds) and orders the ones
 that fit:
 
 1. **Usable first.** A file is *usable* when it fits (full GPU, partial offload or CPU)
@@ -21,7 +21,7 @@ Files that fit but are too slow follow in two tiers: first the *nearly usable* o
 least half the floor), by quality and then speed; then the rest, fastest first, because on a
 small machine a 4B model at 5 tokens/s serves the user better than a 32B at 0.8. Files that
 do not fit are left out (or come last with ``include_no_fit``). Each
-:class:`Recommendation` carries its :class:`~launcher.estimate.MemoryPlan` (with the verdict
+:class:`Recommendation` carries its :class:`~launcher.planning.MemoryPlan` (with the verdict
 and the largest context that fits on the GPU) and its speed estimate.
 """
 
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from launcher.catalog import Candidate, Catalog
-from launcher.estimate import MemoryPlan, SpeedEstimate, plan
+from launcher.planning import MemoryPlan, SpeedEstimate, plan
 
 if TYPE_CHECKING:
-    from launcher.calibration import CalibrationStore
     from launcher.hardware.profile import MachineProfile
+    from launcher.planning.calibration import CalibrationStore
 
 #: Decode speed (tokens/s) a use needs to feel usable; see the module docstring.
 USABLE_DECODE_TPS: dict[str, float] = {

@@ -14,7 +14,7 @@ client side of that, with no protocol of our own:
 - :func:`machine_with_rpc` adds the remote devices to a :class:`MachineProfile` as pools, and
   :func:`plan_with_rpc` places a model over local and remote devices the way llama.cpp
   assigns layers (``tensor_split`` proportional to each device's budget), returning a
-  :class:`~launcher.estimate.MemoryPlan` whose ``llama_params()`` carry ``rpc_servers`` and
+  :class:`~launcher.planning.MemoryPlan` whose ``llama_params()`` carry ``rpc_servers`` and
   ``tensor_split`` for the engine;
 - :func:`register_servers` (called in the model host before loading) adds the servers to
   ggml's device registry, which is what llama-server's ``--rpc`` does.
@@ -40,8 +40,8 @@ from launcher.errors import RpcError
 from launcher.hardware.profile import MachineProfile, MemoryPool
 
 if TYPE_CHECKING:
-    from launcher.calibration import CalibrationStore
-    from launcher.estimate import DeviceUse, MemoryPlan, ModelSummary, SpeedEstimate
+    from launcher.planning import DeviceUse, MemoryPlan, ModelSummary, SpeedEstimate
+    from launcher.planning.calibration import CalibrationStore
 
 #: ``rpc-server``'s default port.
 DEFAULT_PORT = 50052
@@ -375,7 +375,7 @@ def plan_with_rpc(
     device's share is checked against its own budget; ``gpu_layers`` forces the number of
     blocks offloaded (above the block count: the output layer too), as in :func:`plan`.
     """
-    from launcher import estimate as est
+    from launcher import planning as est
 
     if not devices:
         return est.plan(
@@ -385,7 +385,7 @@ def plan_with_rpc(
     s, ctx = summary, base.context
     kv_type, type_v = base.kv_type, base.type_v
     kv_layers = est.layer_kv_bytes(s, ctx, kv_type, flash_attn, n_ubatch)
-    b = est._budget(machine)
+    b = est.budget(machine)
     names = [d.name for d in devices]
     budgets = [max(0, d.memory_free - est.HEADROOM_GPU) for d in devices]
     if b.gpu_name is not None:
@@ -504,23 +504,24 @@ def _speed(
     """Decode: bytes each device reads per token at its bandwidth, plus one round trip per
     remote host; remote bandwidth is assumed like this machine's GPU (or RAM) unless known.
     Prefill is the local estimate (it is compute-bound on each device in turn)."""
-    from launcher import estimate as est
+    from launcher import planning as est
+    from launcher.planning import speed
 
     if plan.verdict == "no_fit":
         return est.SpeedEstimate(0.0, 0.0, "estimated", "does not fit in the combined memory")
-    b = est._budget(machine)
-    local_gpu, _ = est._bandwidth(machine, b.gpu_pool, True) if b.gpu_pool else (0.0, False)
-    ram_bw, _ = est._bandwidth(machine, b.ram_pool, False)
-    ram_bw = min(ram_bw, est.CPU_BANDWIDTH_PER_CORE_GBPS * max(1, machine.cpu_cores))
+    b = est.budget(machine)
+    local_gpu, _ = est.bandwidth(machine, b.gpu_pool, True) if b.gpu_pool else (0.0, False)
+    ram_bw, _ = est.bandwidth(machine, b.ram_pool, False)
+    ram_bw = min(ram_bw, speed.CPU_BANDWIDTH_PER_CORE_GBPS * max(1, machine.cpu_cores))
     remote_default = local_gpu or ram_bw
     bw = {d.name: d.bandwidth_gbps or remote_default for d in devices}
     if b.gpu_name:
         bw[b.gpu_name] = local_gpu
     moe = 1 if s.n_expert > 0 and s.n_expert_used > 0 else 0
     cls = est.device_class(machine)
-    eff_gpu = est.EFFICIENCY.get(cls, est.EFFICIENCY["other_gpu"])[moe]
-    eff_cpu = est.EFFICIENCY["cpu"][moe]
-    t = est.PER_TOKEN_OVERHEAD_S
+    eff_gpu = speed.EFFICIENCY.get(cls, speed.EFFICIENCY["other_gpu"])[moe]
+    eff_cpu = speed.EFFICIENCY["cpu"][moe]
+    t = speed.PER_TOKEN_OVERHEAD_S
     hosts = {str(d.endpoint) for d in devices if d.name in devs}
     t += RPC_ROUNDTRIP_S * len(hosts)
     for name, d in devs.items():
@@ -580,9 +581,9 @@ def load_settings_with_rpc(
     ``gpu_layers`` (``--gpu-layers``) forces the offloaded blocks (-1: all); otherwise as many
     as the local and remote memory hold.
     """
-    from launcher.estimate import ModelSummary
     from launcher.gguf.reader import read_model
     from launcher.hardware import probe
+    from launcher.planning import ModelSummary
 
     devices = resolve_rpc(spec)
     summary = ModelSummary.from_header(read_model(path))

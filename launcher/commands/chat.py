@@ -93,7 +93,7 @@ def load_settings(path: Path, args: argparse.Namespace) -> tuple[EngineParams, A
     """The load parameters from the flags, and the memory plan they came from (or None).
 
     Without ``--gpu-layers`` on a GPU-capable llama.cpp build, the GPU layers are what this
-    machine's memory plan fits (``launcher.estimate``); the plan also files the measured run
+    machine's memory plan fits (``launcher.planning``); the plan also files the measured run
     for calibration. Any failure to plan falls back to the CPU.
     """
     params = params_from_args(args)
@@ -117,9 +117,9 @@ def load_settings(path: Path, args: argparse.Namespace) -> tuple[EngineParams, A
 
         if not llama_cpp.llama_supports_gpu_offload():
             return params, None
-        from launcher.estimate import ModelSummary, plan
         from launcher.gguf.reader import read_model
         from launcher.hardware import probe
+        from launcher.planning import ModelSummary, plan
 
         memory_plan = plan(
             ModelSummary.from_header(read_model(path)),
@@ -140,7 +140,7 @@ def crash_history() -> CrashHistory:
 
 def calibration_store() -> Any:
     """The user's calibration store, so CLI runs improve later estimates too."""
-    from launcher.calibration import CalibrationStore
+    from launcher.planning.calibration import CalibrationStore
 
     return CalibrationStore()
 

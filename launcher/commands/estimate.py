@@ -20,8 +20,8 @@ from typing import Any
 from launcher.catalog import Catalog, read_remote_model
 from launcher.commands.catalog import print_table
 from launcher.errors import GGUFError, LauncherError
-from launcher.estimate import KV_TYPES, MemoryPlan, ModelSummary, plan
 from launcher.machines import resolve_machine
+from launcher.planning import KV_TYPES, MemoryPlan, ModelSummary, plan
 
 GIB = 1 << 30
 
@@ -141,7 +141,7 @@ def estimate(
     """Plan ``spec`` (see :func:`load_model_source`); return (source, plan, machine label)."""
     calibration = None
     try:
-        from launcher.calibration import CalibrationStore
+        from launcher.planning.calibration import CalibrationStore
 
         calibration = CalibrationStore()
     except ImportError:

@@ -14,8 +14,8 @@ from typing import Any
 
 from launcher.catalog import USES, Catalog
 from launcher.commands.catalog import add_capability_argument, capability_label, print_table
-from launcher.estimate import KV_TYPES
 from launcher.machines import resolve_machine
+from launcher.planning import KV_TYPES
 from launcher.recommend import recommend, usable_floor
 
 GIB = 1 << 30
@@ -42,7 +42,7 @@ def handler(args: argparse.Namespace) -> int:
     profile = resolve_machine(args.machine)
     calibration = None
     try:
-        from launcher.calibration import CalibrationStore
+        from launcher.planning.calibration import CalibrationStore
 
         calibration = CalibrationStore()
     except ImportError:

@@ -97,8 +97,8 @@ def conditions_since(mark: CpuMark | None) -> dict[str, float]:
 def model_key(path: str) -> str:
     """The estimator's key for a model file (``ModelSummary.key``), or the file name and size."""
     try:
-        from launcher.estimate import ModelSummary
         from launcher.gguf.reader import read_model
+        from launcher.planning import ModelSummary
 
         return ModelSummary.from_header(read_model(path)).key
     except Exception:  # unreadable header: still record under a stable key
@@ -110,8 +110,8 @@ def model_key(path: str) -> str:
 @lru_cache(maxsize=1)
 def this_machine_key() -> str:
     """The calibration key of this machine (probing it once per process)."""
-    from launcher.calibration import machine_key
     from launcher.hardware import probe
+    from launcher.planning.calibration import machine_key
 
     return machine_key(probe())
 

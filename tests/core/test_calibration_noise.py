@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from launcher.calibration import (
+from launcher.engine.calibrate import conditions_since, cpu_mark
+from launcher.machines import resolve_machine
+from launcher.planning import MemoryPlan, ModelSummary, SpeedEstimate, plan
+from launcher.planning.calibration import (
     FACTOR_BOUNDS,
     CalibrationStore,
     is_contended,
     machine_key,
 )
-from launcher.engine.calibrate import conditions_since, cpu_mark
-from launcher.estimate import MemoryPlan, ModelSummary, SpeedEstimate, plan
-from launcher.machines import resolve_machine
 
 MACHINE = resolve_machine("dgx-spark")
 KEY = machine_key(MACHINE)

@@ -108,7 +108,7 @@ def test_offline_summaries_reproduce_the_file_size(catalog: Catalog) -> None:
 
 def test_known_kv_sizes_from_catalog_architecture(catalog: Catalog) -> None:
     """The reference's worked KV sizes (memory-and-speed.md §4) come out of the catalog data."""
-    from launcher.estimate import layer_kv_bytes
+    from launcher.planning import layer_kv_bytes
 
     expected_32k_gib = {
         "qwen3-32b": 8.0,
@@ -180,9 +180,9 @@ def test_a_corrupt_refresh_file_falls_back_to_the_bundle(app_home: Path) -> None
 def test_offline_summary_matches_the_real_header_of_gemma(gemma_path: Path) -> None:
     """A catalog-style entry (config numbers + file size) plans like the file's own header."""
     from launcher.catalog import CatalogModel, QuantFile, summary_for
-    from launcher.estimate import ModelSummary, plan
     from launcher.gguf import read_model
     from launcher.machines import resolve_machine
+    from launcher.planning import ModelSummary, plan
 
     model = read_model(gemma_path)
     exact = ModelSummary.from_header(model)
@@ -231,7 +231,7 @@ def test_the_catalog_has_late_2026_models(catalog: Catalog) -> None:
 def test_new_architectures_plan_their_caches_by_layer_kind(catalog: Catalog, mid: str) -> None:
     """Hybrid models (Gated DeltaNet, Mamba-2) and sliding-window models grow their KV cache
     only on their full-attention blocks; the rest hold a fixed state or a fixed window."""
-    from launcher.estimate import layer_kv_bytes
+    from launcher.planning import layer_kv_bytes
 
     summary = next(c.summary for c in catalog.candidates() if c.model.id == mid)
     short, long = layer_kv_bytes(summary, 16384), layer_kv_bytes(summary, 32768)
@@ -246,7 +246,7 @@ def test_new_architectures_plan_their_caches_by_layer_kind(catalog: Catalog, mid
 def test_qwen35_headers_are_hybrid_like_qwen3next() -> None:
     """A Qwen3.5 / 3.6 GGUF header (architecture qwen35moe / qwen35) has no per-layer KV head
     list: every 4th block is full attention, the others Gated DeltaNet, as in qwen3next."""
-    from launcher.estimate import ModelSummary
+    from launcher.planning import ModelSummary
 
     base = {k: v for k, v in next(m for m in RAW["models"] if m["id"] == "qwen3.6-35b-a3b")[
         "summary"].items() if k not in ("recurrent_layers", "status", "source")}  # fmt: skip

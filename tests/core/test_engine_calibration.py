@@ -6,12 +6,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from launcher.calibration import CalibrationStore, is_contended, machine_key
 from launcher.engine import EngineClient, EngineParams, ReplyFinished, Sampling
 from launcher.engine.calibrate import MIN_CONDITIONS_S, model_key
-from launcher.estimate import ModelSummary, plan
 from launcher.gguf.reader import read_model
 from launcher.hardware import probe
+from launcher.planning import ModelSummary, plan
+from launcher.planning.calibration import CalibrationStore, is_contended, machine_key
 
 
 class _OneThread:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from launcher.estimate import ModelSummary, layer_kv_bytes
+from launcher.planning import ModelSummary, layer_kv_bytes
 
 MiB = 1 << 20
 

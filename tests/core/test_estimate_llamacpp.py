@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from launcher.dryrun import DryRunJob, DryRunResult, dry_run_many, materialize_header, plan_exact
-from launcher.estimate import ModelSummary, compute_bytes_estimate, layer_kv_bytes, plan
 from launcher.gguf import read_header, read_model
 from launcher.hardware.profile import MachineProfile, MemoryPool
+from launcher.planning import ModelSummary, compute_bytes_estimate, layer_kv_bytes, plan
 from tests.support import gguf_builders as gb
 
 MiB = 1 << 20

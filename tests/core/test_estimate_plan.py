@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from launcher.calibration import CalibrationStore, machine_key
 from launcher.dryrun import dry_run, parse_log
 from launcher.errors import ModelLoadError
-from launcher.estimate import ModelSummary, plan
 from launcher.gguf import read_model
 from launcher.hardware.profile import GPUInfo, MachineProfile, MemoryPool
 from launcher.paths import AppPaths
+from launcher.planning import ModelSummary, plan
+from launcher.planning.calibration import CalibrationStore, machine_key
 from tests.support import gguf_builders as gb
 
 GiB = 1 << 30

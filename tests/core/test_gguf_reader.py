@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from launcher.errors import GGUFError
-from launcher.estimate import ModelSummary
 from launcher.gguf import FileSource, HTTPRangeSource, read_header, read_model, split_names
+from launcher.planning import ModelSummary
 from tests.support import gguf_builders as gb
 from tests.support.loopback_hub import LoopbackHub, Synthetic
 

@@ -13,9 +13,9 @@ from launcher.cli import main
 from launcher.engine import EngineClient, EngineParams
 from launcher.engine.logparse import parse_buffers
 from launcher.errors import ModelLoadError, RpcError
-from launcher.estimate import GiB, ModelSummary, plan
 from launcher.hardware.doctor import check_rpc
 from launcher.machines import resolve_machine
+from launcher.planning import GiB, ModelSummary, plan
 from launcher.rpc import (
     RpcDevice,
     RpcEndpoint,

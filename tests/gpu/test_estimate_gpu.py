@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from launcher.dryrun import DryRunJob, _by_plan_device, dry_run_many
-from launcher.estimate import ModelSummary, _place, layer_kv_bytes
 from launcher.gguf import read_model
+from launcher.planning import ModelSummary, layer_kv_bytes, place_layers
 from tests.support import gguf_builders as gb
 
 MiB = 1 << 20
@@ -37,7 +37,7 @@ def _compare(s: ModelSummary, job: DryRunJob, r: object, real: bool) -> None:
     ngl = job.n_gpu_layers
     blocks = min(ngl, s.n_layers)
     kv = layer_kv_bytes(s, job.ctx, job.kv_type, job.flash_attn, job.n_ubatch)
-    plan = _place(s, kv, blocks, ngl > s.n_layers, job.ctx, True, job.n_ubatch, "CUDA0")
+    plan = place_layers(s, kv, blocks, ngl > s.n_layers, job.ctx, True, job.n_ubatch, "CUDA0")
     assert abs(sum(kv) - r.kv_bytes) <= MiB  # type: ignore[attr-defined]
     compute = _by_plan_device(r.compute_by_device, list(plan))  # type: ignore[attr-defined]
     gpu_compute = compute.get("CUDA0", 0)

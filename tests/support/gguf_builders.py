@@ -187,12 +187,18 @@ def build_model(
     name: str | None = None,
     seed: int = 0,
     extra_metadata: dict[str, Any] | None = None,
+    cheap: bool = False,
 ) -> Path:
     """Write a synthetic GGUF model of architecture ``arch``; return its path.
 
     ``quant`` picks the tensor-type mix (``F16``, ``Q8_0``, ``Q4_0``, ``Q4_K_M``); it defaults
     to ``F16`` for files with data and ``Q4_K_M`` for header-only ones. Random weights can be
     written only for F16 and Q8_0 (the types ``gguf.quants`` can quantize).
+
+    ``cheap=True`` writes quantized blocks (Q8_0, Q4_0, Q4_K, Q6_K) directly from a small
+    tiled pool of random bytes with small scales instead of quantizing normal samples: any
+    mix, gigabyte models in seconds, for speed and memory measurements where the values do
+    not matter.
     """
     if arch not in SUPPORTED_ARCHS:
         raise ValueError(f"arch must be one of {SUPPORTED_ARCHS}")
@@ -203,8 +209,8 @@ def build_model(
     tied = (arch == "gemma3") if tie_embeddings is None else tie_embeddings
     quant = quant or ("Q4_K_M" if header_only else "F16")
     types = QUANT_MIXES[quant]
-    if not header_only and quant not in ("F16", "Q8_0"):
-        raise ValueError("random weights can be written only as F16 or Q8_0")
+    if not header_only and not cheap and quant not in ("F16", "Q8_0"):
+        raise ValueError("random weights can be written only as F16 or Q8_0 (or cheap=True)")
     plan = _tensor_plan(
         arch, n_layers, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_expert,
         n_ff_exp, tied, types,
@@ -278,11 +284,39 @@ def build_model(
         pos = fh.tell()
         pad = (-pos) % alignment
         fh.write(b"\0" * pad)
+        pools: dict[GGMLQuantizationType, bytes] = {}
         for tname, shape, qtype in plan:
-            data = _random_tensor(rng, tname, shape, qtype)
+            if cheap and qtype in _F16_FIELDS:
+                if qtype not in pools:
+                    pools[qtype] = _block_pool(rng, qtype)
+                data = _tiled(pools[qtype], _nbytes(shape, qtype))
+            else:
+                data = _random_tensor(rng, tname, shape, qtype)
             fh.write(data)
             fh.write(b"\0" * ((-len(data)) % alignment))
     return out
+
+
+# Byte offsets of the f16 scale fields in one block of each type (ggml-common.h); the other
+# bytes are quants, any value of which is valid.
+_F16_FIELDS = {Q.Q8_0: (0,), Q.Q4_0: (0,), Q.Q4_K: (0, 2), Q.Q6_K: (208,)}
+
+
+def _block_pool(
+    rng: np.random.Generator, qtype: GGMLQuantizationType, blocks: int = 1 << 14
+) -> bytes:
+    """Random blocks of ``qtype`` with small finite scales, to tile large tensors with."""
+    size = GGML_QUANT_SIZES[qtype][1]
+    pool = rng.integers(0, 256, size=(blocks, size), dtype=np.uint8)
+    scale = np.frombuffer(np.float16(0.0005).tobytes(), dtype=np.uint8)
+    for off in _F16_FIELDS[qtype]:
+        pool[:, off : off + 2] = scale
+    return pool.tobytes()
+
+
+def _tiled(pool: bytes, n: int) -> bytes:
+    reps, rest = divmod(n, len(pool))
+    return pool * reps + pool[:rest]
 
 
 def _random_tensor(
