@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -52,6 +51,7 @@ from launcher.errors import (
     RemoteAuthError,
     RemoteEngineError,
 )
+from launcher.httpio import shutdown_socket
 from launcher.paths import AppPaths
 from launcher.remotes import Remote, RemoteStore, is_remote_spec, make_spec, parse_spec, redact_key
 
@@ -260,7 +260,7 @@ class RemoteEngineClient:
         with self._lock:
             response = self._response
         if response is not None:
-            _shutdown_socket(response)
+            shutdown_socket(response)
 
     def _stream(
         self, path: str, body: dict[str, Any], sampling: Sampling | None
@@ -306,7 +306,7 @@ class RemoteEngineClient:
                 with self._lock:
                     self._response = response
                 if self._cancelled.is_set():
-                    _shutdown_socket(response)
+                    shutdown_socket(response)
                 if response.status_code != 200:
                     response.read()
                     raise _status_error(
@@ -623,16 +623,6 @@ def _transport_error(
         f"The connection to {where} broke while {doing}{got} ({reason}). The server may have "
         "stopped or restarted; check it, then send the message again."
     )
-
-
-def _shutdown_socket(response: Any) -> None:
-    """Shut the response's socket down: a thread blocked reading it wakes at once (closing the
-    response would wait for that read, and ``close()`` alone does not wake ``recv``)."""
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 class LocalOrRemoteClient:
