@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from launcher import hub
 from launcher.errors import HubError, LauncherError
 from launcher.fsutil import atomic_write_json, read_json
 from launcher.paths import AppPaths
@@ -400,33 +400,6 @@ class RefreshReport:
         return dataclasses.asdict(self)
 
 
-def _hf_api(api: Any | None) -> Any:
-    if api is not None:
-        return api
-    from huggingface_hub import HfApi
-
-    # HF_ENDPOINT is read by huggingface_hub at import time; pass it explicitly so a value
-    # set later (tests, a mirror chosen in settings) is honoured too.
-    return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
-
-
-def resolve_url(repo: str, filename: str, revision: str = "main") -> str:
-    """The Hub's ``resolve`` URL of a file, on ``HF_ENDPOINT`` as set now."""
-    from huggingface_hub import hf_hub_url
-
-    # huggingface_hub reads HF_ENDPOINT once, at import; read it now so a later value counts
-    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-    return str(hf_hub_url(repo, filename, revision=revision, endpoint=endpoint))
-
-
-def _token() -> str | None:
-    try:
-        from launcher.hub import get_token
-    except ImportError:  # huggingface_hub's own lookup applies then
-        return None
-    return get_token()
-
-
 def read_remote_model(
     repo: str, files: Iterable[str], revision: str = "main"
 ) -> tuple[GGUFModel, list[Any]]:
@@ -437,9 +410,9 @@ def read_remote_model(
     """
     from launcher.gguf import HTTPRangeSource, read_model
 
-    token = _token()
+    token = hub.get_token()
     sources = [
-        PrefixCache(HTTPRangeSource(resolve_url(repo, f, revision), token=token or None))
+        PrefixCache(HTTPRangeSource(hub.resolve_url(repo, f, revision), token=token or None))
         for f in files
     ]
     return read_model(list[Any](sources)), sources
@@ -476,14 +449,6 @@ class PrefixCache:
         return bytes(self.inner.read(offset, length))
 
 
-def _hub_module() -> Any | None:
-    try:
-        from launcher import hub
-    except ImportError:
-        return None
-    return hub
-
-
 def _lookup_files(repo: str, wanted: list[str], api: Any | None) -> dict[str, tuple[int, str]]:
     """path -> (size, sha256 or "") for a repo's files, from the Hub.
 
@@ -491,13 +456,11 @@ def _lookup_files(repo: str, wanted: list[str], api: Any | None) -> dict[str, tu
     request with file metadata, the app's token and its user-facing errors); with one, a
     single ``paths-info`` request for just the wanted files.
     """
-    hub = _hub_module() if api is None else None
-    if hub is not None:
+    if api is None:
         listing = hub.list_gguf_files(repo)
         return {f.path: (int(f.size), f.sha256 or "") for c in listing.choices for f in c.files}
-    hf = api if api is not None else _hf_api(None)
     out = {}
-    for i in hf.get_paths_info(repo, wanted, repo_type="model"):
+    for i in api.get_paths_info(repo, wanted, repo_type="model"):
         if getattr(i, "size", None) is None:
             continue  # a folder
         lfs = getattr(i, "lfs", None)
@@ -522,7 +485,7 @@ def refresh(
     :class:`HubError` says so and nothing is written.
     """
     paths = paths or AppPaths.default()
-    hf = api if api is not None else (None if _hub_module() is not None else _hf_api(None))
+    hf = api
     base = Catalog.from_json(json.loads(bundled.read_text(encoding="utf-8")))
     old = read_json(refreshed_path(paths), default=None)
     override: dict[str, Any] = old if isinstance(old, dict) else {}

@@ -119,10 +119,19 @@ def _safe_get_token() -> str | None:
         return None
 
 
-def _api(token: str | None) -> Any:
+def hf_api(token: str | None) -> Any:
+    """An ``HfApi`` on the configured endpoint (read now, not at huggingface_hub's import,
+    so a mirror set later counts) with ``token``, or anonymous."""
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=hub_endpoint(), token=token if token else False)
+
+
+def resolve_url(repo_id: str, path: str, revision: str = "main") -> str:
+    """The ``resolve`` URL of a file on the configured endpoint."""
+    from huggingface_hub import hf_hub_url
+
+    return str(hf_hub_url(repo_id, path, revision=revision, endpoint=hub_endpoint()))
 
 
 def repo_page(repo_id: str) -> str:
@@ -255,7 +264,7 @@ def search_models(
     if sort not in _SORTS:
         raise HubError(f"Unknown sort {sort!r}: use one of {', '.join(_SORTS)}.")
     token = token if token is not None else get_token()
-    api = _api(token)
+    api = hf_api(token)
     try:
         models = list(
             api.list_models(
@@ -298,9 +307,7 @@ class RemoteFile:
     @property
     def url(self) -> str:
         """The ``resolve`` URL on the configured endpoint."""
-        from huggingface_hub import hf_hub_url
-
-        return hf_hub_url(self.repo_id, self.path, revision=self.revision, endpoint=hub_endpoint())
+        return resolve_url(self.repo_id, self.path, self.revision)
 
     @property
     def name(self) -> str:
@@ -486,7 +493,7 @@ def list_gguf_files(
     """A repo's GGUF files with sizes and sha256, grouped into choices, pinned to one commit."""
     check_repo_id(repo_id)
     token = token if token is not None else get_token()
-    api = _api(token)
+    api = hf_api(token)
     try:
         info = api.model_info(repo_id, revision=revision, files_metadata=True)
     except _network_errors() as exc:
