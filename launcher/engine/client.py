@@ -18,12 +18,16 @@ A host that dies turns into a ``HostCrashed`` event (during a reply) or a ``Mode
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import logging
 import multiprocessing
 import os
 import tempfile
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -108,12 +112,20 @@ class EngineClient:
         crash_history: CrashHistory | None = None,
     ) -> None:
         self._mp = multiprocessing.get_context("spawn")
-        self._cancel = self._mp.Event()  # polled by the host between tokens
-        self._cancel_requested = threading.Event()  # client side: drop tokens after cancel()
-        self._request_lock = threading.Lock()
+        # Set by cancel() (every reply) and unload(): polled by the host between decode steps
+        # and, through llama.cpp's abort callback, inside a prompt's evaluation.
+        self._cancel = self._mp.Event()
+        self._control_lock = threading.Lock()  # one load, unload or embed at a time
         self._send_lock = threading.Lock()
         self._proc: Any = None
         self._conn: Connection | None = None
+        self._mux: _Mux | None = None  # routes the current host's messages to their replies
+        self._rids = itertools.count(1)
+        # Replies handed out and not yet ended (weakly: a stream dropped unfinished is closed
+        # by the garbage collector, which cancels its reply).
+        self._streams: weakref.WeakValueDictionary[int, ReplyStream] = weakref.WeakValueDictionary()
+        self._streams_lock = threading.Lock()
+        self._crash_lock = threading.Lock()
         self._log_path: Path | None = None
         self._log_dir = Path(log_dir) if log_dir else None
         self._name = name
@@ -121,8 +133,10 @@ class EngineClient:
         self._calibration = calibration
         self._machine_key = machine_key
         self._plan: Any = None  # the MemoryPlan of the current load, when one was given
-        self._active: Generator[Event, None, None] | None = None  # the latest stream handed out
-        self._active_thread: int | None = None  # thread iterating a stream, if suspended
+        # thread id -> the stream it iterates, while suspended in it
+        self._suspended: weakref.WeakValueDictionary[int, ReplyStream] = (
+            weakref.WeakValueDictionary()
+        )
         self.loaded: Loaded | None = None
         self.last_crash: HostCrashed | None = None
         self.last_load_log: tuple[str, ...] = ()  # llama.cpp's log of the last failed load
@@ -186,12 +200,16 @@ class EngineClient:
         path_str = os.fspath(path)
         if not os.path.isfile(path_str):
             raise ModelLoadError(f"There is no model file at {path_str}. Check the path.")
-        with self._request_lock:
-            self._stop_host()
+        with self._control_lock:
+            self._unloading = True  # replies still streaming from the old host just end
+            try:
+                self._cancel.set()
+                self._stop_host()
+            finally:
+                self._unloading = False
             t0 = time.perf_counter()  # the user waits for the host to start, too
             self._start_host()
             self._cancel.clear()
-            self._cancel_requested.clear()
             self.last_load_log = ()
             self._system = {}
             try:
@@ -224,6 +242,11 @@ class EngineClient:
                 extra_buffers_reason=msg["extra_buffers_reason"],
             )
             self._crashed_before = self._crashes.get(path_str) is not None
+            self.loaded = dataclasses.replace(
+                self.loaded,
+                n_parallel=int(msg.get("n_parallel", 1)),
+                n_ctx_slot=int(msg.get("n_ctx_slot", msg["n_ctx"])),
+            )
             if plan is None and hasattr(params, "calibration_settings"):
                 plan = params
             self._plan = plan
@@ -289,15 +312,17 @@ class EngineClient:
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         """Embed ``texts`` with the loaded model (its own pooling, else mean pooling), for RAG
-        clients. The chat's cached prompt prefix is dropped. Raises ``EngineError`` for an
-        empty or too long input, ``HostCrashedError`` if the host dies."""
-        with self._request_lock:
-            if self._conn is None or self.loaded is None:
+        clients. The chat's cached prompt prefix is dropped; the host runs it once the replies
+        being generated are done. Raises ``EngineError`` for an empty or too long input,
+        ``HostCrashedError`` if the host dies."""
+        with self._control_lock:
+            mux = self._mux
+            if mux is None or self.loaded is None:
                 raise EngineError("No model is loaded: load a model first.")
             self._send("embed", texts=[str(t) for t in texts])
-            msg = self._recv()
+            msg = mux.next(0)
             if msg is None:
-                raise self._collect_crash().as_error()
+                raise self._crash_of(mux).as_error()
             if msg["type"] == "error":
                 raise EngineError(msg["message"])
             if msg["type"] != "embeddings":
@@ -312,126 +337,142 @@ class EngineClient:
         return self._stream({"mode": "complete", "messages": None, "prompt": prompt}, sampling)
 
     def cancel(self) -> None:
-        """Stop the reply being generated, from any thread. Returns at once.
+        """Stop every reply being generated, from any thread. Returns at once.
 
-        The host stops within one token; the stream then ends with a ``ReplyFinished`` whose
+        The host stops within one token; each stream then ends with a ``ReplyFinished`` whose
         stop reason is ``"cancelled"``. No ``Token`` is yielded after this returns. The model
-        stays loaded.
+        stays loaded. ``ReplyStream.cancel()`` stops one reply and leaves the others.
         """
-        self._cancel_requested.set()
-        self._cancel.set()
+        with self._streams_lock:
+            streams = list(self._streams.values())
+        self._cancel.set()  # also stops a prompt evaluation in the middle (abort callback)
+        for stream in streams:
+            stream.cancel()
 
-    def _stream(self, request: dict[str, Any], sampling: Sampling | None) -> Iterator[Event]:
-        # A stream this thread left suspended holds the request lock: close it (which cancels
-        # and drains its reply) instead of waiting for it forever.
-        previous = self._active
-        if previous is not None and self._active_thread == threading.get_ident():
-            previous.close()
-        stream = self._generate(request, sampling or Sampling())
-        self._active = stream
+    def _stream(self, request: dict[str, Any], sampling: Sampling | None) -> ReplyStream:
+        # A stream this thread left suspended would wait forever behind the new request when
+        # the host has one slot: close it (which cancels its reply) first.
+        previous = self._suspended.get(threading.get_ident())
+        if previous is not None:
+            with contextlib.suppress(ValueError):  # another thread took it over meanwhile
+                previous.close()
+        stream = ReplyStream(self, request, sampling or Sampling())
+        with self._streams_lock:
+            self._streams[stream.rid] = stream
         return stream
 
+    def _cancel_stream(self, stream: ReplyStream) -> None:
+        stream.cancelled.set()
+        if stream.sent and stream.mux is not None and stream.mux is self._mux:
+            with contextlib.suppress(EngineError):
+                self._send("cancel", rid=stream.rid)
+
     def _generate(
-        self, request: dict[str, Any], sampling: Sampling
+        self, stream: ReplyStream, request: dict[str, Any], sampling: Sampling
     ) -> Generator[Event, None, None]:
-        with self._request_lock:
-            self._active_thread = threading.get_ident()
-            if self._conn is None or self.loaded is None:
+        mux = self._mux
+        finished = False
+        try:
+            if mux is None or self.loaded is None:
                 raise EngineError("No model is loaded: load a model first.")
-            self._cancel_requested.clear()
-            self._cancel.clear()
+            with self._streams_lock:
+                alone = not any(s.sent for s in self._streams.values())
+            if alone:
+                self._cancel.clear()  # a cancel() of earlier replies is not one of this one
+            mux.open(stream.rid)
+            stream.mux = mux
             t0 = time.perf_counter()
             cpu_at_start = cpu_mark(self.pid)  # what else keeps the CPU busy meanwhile
-            self._send("generate", sampling=sampling.to_dict(), **request)
+            self._send("generate", rid=stream.rid, sampling=sampling.to_dict(), **request)
+            stream.sent = True
+            if stream.cancelled.is_set():
+                self._send("cancel", rid=stream.rid)
             ttft: float | None = None
             shown: list[str] = []
             dropped = False
-            finished = False
-            try:
-                while True:
-                    msg = self._recv()
-                    if msg is None:
-                        finished = True
-                        if self._unloading:
-                            return
-                        yield self._collect_crash()
-                        return
-                    kind = msg["type"]
+            while True:
+                msg = mux.next(stream.rid)
+                if msg is None:
+                    finished = True
+                    if self._unloading or mux is not self._mux:
+                        return  # unloaded, or replaced by another model
+                    yield self._crash_of(mux)
+                    return
+                kind = msg["type"]
+                if kind in ("token", "reasoning", "tool_call"):
+                    if stream.cancelled.is_set():
+                        dropped = True
+                        continue
+                    if ttft is None:
+                        ttft = time.perf_counter() - t0
                     if kind == "token":
-                        if self._cancel_requested.is_set():
-                            dropped = True
-                            continue
-                        if ttft is None:
-                            ttft = time.perf_counter() - t0
                         shown.append(msg["text"])
                         yield Token(text=msg["text"], logprobs=_logprobs(msg["logprobs"]))
-                    elif kind in ("reasoning", "tool_call"):
-                        if self._cancel_requested.is_set():
-                            dropped = True
-                            continue
-                        if ttft is None:
-                            ttft = time.perf_counter() - t0
-                        if kind == "reasoning":
-                            yield ReasoningToken(text=msg["text"])
-                        else:
-                            yield _tool_call(msg)
-                    elif kind == "finished":
-                        finished = True
-                        m = msg["metrics"]
-                        total = time.perf_counter() - t0
-                        stop: StopReason = "cancelled" if dropped else m["stop_reason"]
-                        metrics = ReplyMetrics(
-                            ttft_s=ttft if ttft is not None else total,
-                            prompt_tokens=m["prompt_tokens"],
-                            prefill_s=float(m["prefill_s"]),
-                            prefill_tokens_per_s=float(m["prefill_tokens_per_s"]),
-                            generated_tokens=m["generated_tokens"],
-                            decode_s=float(m["decode_s"]),
-                            decode_tokens_per_s=float(m["decode_tokens_per_s"]),
-                            decode_llama_s=float(m["decode_llama_s"]),
-                            stop_reason=stop,
-                            template=m["template"],
-                            total_s=total,
-                            cached_tokens=m["cached_tokens"],
-                            reasoning_tokens=m["reasoning_tokens"],
-                            stop_sequence=m["stop_sequence"],
-                        )
-                        done = ReplyFinished(
-                            text="".join(shown),
-                            metrics=metrics,
-                            tool_calls=() if dropped else tuple(map(_tool_call, msg["tool_calls"])),
-                            reasoning=msg["reasoning"],
-                            logprobs=_logprobs(msg["logprobs"]),
-                        )
-                        self._record("reply", done, conditions_since(cpu_at_start))
-                        if self._crashed_before:  # it loaded and replied: the streak is over
-                            self._crashed_before = False
-                            self._crashes.clear(self.loaded.path)
-                        yield done
-                        return
-                    elif kind == "error":
-                        finished = True
-                        raise EngineError(msg["message"])
+                    elif kind == "reasoning":
+                        yield ReasoningToken(text=msg["text"])
                     else:
-                        finished = True
-                        raise EngineError(f"The model host sent {kind!r} during a reply.")
-            finally:
-                self._active_thread = None
-                if not finished:
-                    # The caller stopped iterating early: stop the host and drain the reply so
-                    # the pipe is clean for the next request.
-                    self._cancel.set()
-                    self._drain()
+                        yield _tool_call(msg)
+                elif kind == "finished":
+                    finished = True
+                    m = msg["metrics"]
+                    total = time.perf_counter() - t0
+                    stop: StopReason = "cancelled" if dropped else m["stop_reason"]
+                    metrics = ReplyMetrics(
+                        ttft_s=ttft if ttft is not None else total,
+                        prompt_tokens=m["prompt_tokens"],
+                        prefill_s=float(m["prefill_s"]),
+                        prefill_tokens_per_s=float(m["prefill_tokens_per_s"]),
+                        generated_tokens=m["generated_tokens"],
+                        decode_s=float(m["decode_s"]),
+                        decode_tokens_per_s=float(m["decode_tokens_per_s"]),
+                        decode_llama_s=float(m["decode_llama_s"]),
+                        stop_reason=stop,
+                        template=m["template"],
+                        total_s=total,
+                        cached_tokens=m["cached_tokens"],
+                        reasoning_tokens=m["reasoning_tokens"],
+                        stop_sequence=m["stop_sequence"],
+                        queued_s=float(m.get("queued_s", 0.0)),
+                    )
+                    done = ReplyFinished(
+                        text="".join(shown),
+                        metrics=metrics,
+                        tool_calls=() if dropped else tuple(map(_tool_call, msg["tool_calls"])),
+                        reasoning=msg["reasoning"],
+                        logprobs=_logprobs(msg["logprobs"]),
+                    )
+                    self._record("reply", done, conditions_since(cpu_at_start))
+                    loaded = self.loaded
+                    if self._crashed_before and loaded is not None:  # it replied: streak over
+                        self._crashed_before = False
+                        self._crashes.clear(loaded.path)
+                    yield done
+                    return
+                elif kind == "error":
+                    finished = True
+                    raise EngineError(msg["message"])
+                else:
+                    finished = True
+                    raise EngineError(f"The model host sent {kind!r} during a reply.")
+        finally:
+            if stream.thread is not None and self._suspended.get(stream.thread) is stream:
+                self._suspended.pop(stream.thread, None)
+            if not finished and stream.sent and mux is self._mux:
+                # The caller stopped iterating early: the host stops this reply (its slot is
+                # free within one step); what it still sends for it is dropped.
+                with contextlib.suppress(EngineError):
+                    self._send("cancel", rid=stream.rid)
+            if mux is not None:
+                mux.close(stream.rid)
+            with self._streams_lock:
+                self._streams.pop(stream.rid, None)
 
-    def _drain(self) -> None:
-        while True:
-            msg = self._recv()
-            if msg is None:
-                if not self._unloading:
-                    self._collect_crash()
-                return
-            if msg["type"] in ("finished", "error"):
-                return
+    def _crash_of(self, mux: _Mux) -> HostCrashed:
+        """The diagnosed crash of ``mux``'s host, collected once for all its replies."""
+        with self._crash_lock:
+            if mux.crash is None:
+                mux.crash = self._collect_crash()
+            return mux.crash
 
     # ------------------------------------------------------------------ process plumbing
     def _start_host(self) -> None:
@@ -448,6 +489,7 @@ class EngineClient:
         proc.start()
         child.close()
         self._proc, self._conn, self._log_path = proc, parent, Path(log_path)
+        self._mux = _Mux(parent, proc.sentinel)
         self.last_crash = None
 
     def _send(self, msg_type: str, **fields: Any) -> None:
@@ -461,22 +503,10 @@ class EngineClient:
                 pass  # the host is dead; the next read reports it
 
     def _recv(self) -> dict[str, Any] | None:
-        """The next message, or ``None`` when the host has died (or was stopped)."""
-        conn, proc = self._conn, self._proc
-        if conn is None or proc is None:
-            return None
-        while True:
-            try:
-                if conn.poll(0):
-                    return protocol.decode(conn.recv_bytes())
-                ready = wait([conn, proc.sentinel])
-                if conn in ready:
-                    return protocol.decode(conn.recv_bytes())
-                if conn.poll(0):
-                    continue  # data written just before the process ended
-                return None
-            except (EOFError, OSError):
-                return None
+        """The next message that answers no reply (load, embed), or ``None`` when the host has
+        died (or was stopped)."""
+        mux = self._mux
+        return None if mux is None else mux.next(0)
 
     def _log_tail(self, n: int = 30) -> tuple[str, ...]:
         if self._log_path is None:
@@ -554,6 +584,9 @@ class EngineClient:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        mux, self._mux = self._mux, None
+        if mux is not None:
+            mux.end()
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 self._conn.close()
@@ -587,3 +620,117 @@ class EngineClient:
             )
         except Exception:  # calibration must never break a chat
             log.warning("could not record a measurement for calibration", exc_info=True)
+
+
+def _read(conn: Connection, sentinel: int) -> dict[str, Any] | None:
+    """The next message on ``conn``, or ``None`` when the host has died (or was stopped)."""
+    while True:
+        try:
+            if conn.poll(0):
+                return protocol.decode(conn.recv_bytes())
+            ready = wait([conn, sentinel])
+            if conn in ready:
+                return protocol.decode(conn.recv_bytes())
+            if conn.poll(0):
+                continue  # data written just before the process ended
+            return None
+        except (EOFError, OSError, ValueError):
+            return None
+
+
+class _Mux:
+    """Routes one host's messages to the reply they belong to (their ``rid``; 0 for load and
+    embed). Whichever thread needs a message reads the pipe for everyone, one reader at a
+    time; a message for another reply waits in that reply's queue and wakes its thread. No
+    reader thread of its own: nothing to stop or to leak, and one reply alone reads its
+    messages straight from the pipe as before."""
+
+    def __init__(self, conn: Connection, sentinel: int) -> None:
+        self.conn = conn
+        self.sentinel = sentinel
+        self.cond = threading.Condition()
+        self.queues: dict[int, deque[dict[str, Any]]] = {0: deque()}
+        self.reading = False
+        self.dead = False
+        self.crash: HostCrashed | None = None  # collected once, by the first to see the end
+
+    def open(self, rid: int) -> None:
+        with self.cond:
+            self.queues[rid] = deque()
+
+    def close(self, rid: int) -> None:
+        """Forget ``rid``: what still comes for it is dropped."""
+        with self.cond:
+            self.queues.pop(rid, None)
+
+    def end(self) -> None:
+        """The host is gone: every reader gets ``None``."""
+        with self.cond:
+            self.dead = True
+            self.cond.notify_all()
+
+    def next(self, rid: int) -> dict[str, Any] | None:
+        """The next message for ``rid``; ``None`` once the host has ended."""
+        while True:
+            with self.cond:
+                while True:
+                    queue = self.queues.get(rid)
+                    if queue:
+                        return queue.popleft()
+                    if self.dead or queue is None:
+                        return None
+                    if not self.reading:
+                        self.reading = True
+                        break
+                    self.cond.wait()
+            msg: dict[str, Any] | None = None
+            try:
+                msg = _read(self.conn, self.sentinel)
+            finally:
+                with self.cond:
+                    self.reading = False
+                    if msg is None:
+                        self.dead = True
+                    else:
+                        target = self.queues.get(int(msg.get("rid") or 0))
+                        if target is not None:
+                            target.append(msg)
+                    self.cond.notify_all()
+
+
+class ReplyStream:
+    """One reply's events (``Token``... then ``ReplyFinished`` or ``HostCrashed``), iterated
+    like a generator. Other replies of the same client may stream at the same time (a host
+    with parallel slots); ``cancel()`` stops only this one, from any thread, and ``close()``
+    leaves it early (the host stops generating it)."""
+
+    def __init__(self, client: EngineClient, request: dict[str, Any], sampling: Sampling) -> None:
+        self.rid = next(client._rids)
+        self.cancelled = threading.Event()  # no token is yielded once set
+        self.sent = False
+        self.mux: _Mux | None = None
+        self.thread: int | None = None  # the thread that iterates it (last)
+        self._client = client
+        self._gen = client._generate(self, request, sampling)
+
+    def __iter__(self) -> ReplyStream:
+        return self
+
+    def __next__(self) -> Event:
+        thread = threading.get_ident()
+        if self.thread != thread:  # the EngineClient knows which thread left it suspended
+            suspended = self._client._suspended
+            if self.thread is not None and suspended.get(self.thread) is self:
+                suspended.pop(self.thread, None)
+            self.thread = thread
+            suspended[thread] = self
+        return next(self._gen)
+
+    def cancel(self) -> None:
+        """Stop this reply; it ends with ``ReplyFinished`` (stop reason ``cancelled``)."""
+        self._client._cancel_stream(self)
+
+    def close(self) -> None:
+        self._gen.close()
+        with self._client._streams_lock:  # never started: its generator's cleanup never ran
+            self._client._streams.pop(self.rid, None)

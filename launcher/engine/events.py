@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from launcher.planning.ggml import KV_TYPES
+
 if TYPE_CHECKING:
     from launcher.errors import HostCrashedError
 
@@ -26,19 +28,6 @@ ToolChoice = str  # "auto" | "none" | "required" | the name of one tool
 
 PLAIN_COMPLETION = "plain completion (model has no chat template)"
 """``ReplyMetrics.template`` when a model has no chat template and a transcript was completed."""
-
-# Names accepted for KV cache types (llama.cpp's ggml type names), mapped to ggml enum values.
-KV_TYPES: dict[str, int] = {
-    "f32": 0,
-    "f16": 1,
-    "q4_0": 2,
-    "q4_1": 3,
-    "q5_0": 6,
-    "q5_1": 7,
-    "q8_0": 8,
-    "iq4_nl": 20,
-    "bf16": 30,
-}
 
 
 def _physical_cores() -> int:
@@ -78,6 +67,10 @@ class EngineParams:
     #: llama.cpp's extra buffer types (weights repacked for faster CPU kernels; Intel AMX).
     #: None: on, except where the host finds the AMX crash (``hardware/cpufeatures.py``).
     use_extra_bufts: bool | None = None
+    #: Slots: replies generated together in one batch (llama-server's ``--parallel``). The
+    #: context is split between them, each slot gets ``n_ctx / n_parallel`` tokens, so the KV
+    #: cache takes the same memory whatever the number.
+    n_parallel: int = 1
 
     def resolved(self) -> EngineParams:
         """These params with ``None`` thread counts replaced by this machine's physical cores."""
@@ -137,6 +130,13 @@ class EngineParams:
             raise ValueError(f"context size {self.n_ctx} is too small (at least 16 tokens)")
         if self.n_batch < 1 or self.n_ubatch < 1:
             raise ValueError("batch sizes must be positive")
+        if not 1 <= self.n_parallel <= 256:
+            raise ValueError(f"parallel slots must be 1 to 256, not {self.n_parallel}")
+        if self.n_ctx // self.n_parallel < 16:
+            raise ValueError(
+                f"a context of {self.n_ctx} tokens split in {self.n_parallel} slots leaves "
+                "too little for each (at least 16 tokens a slot)"
+            )
         for key in (self.type_k, self.type_v):
             if key not in KV_TYPES:
                 raise ValueError(f"unknown KV cache type {key!r}; use one of {sorted(KV_TYPES)}")
@@ -244,6 +244,9 @@ class Loaded:
     #: Whether the load used llama.cpp's extra buffer types, and why (``cpufeatures``).
     extra_buffers: bool = True
     extra_buffers_reason: str = ""
+    #: Parallel slots, and the context each one has (``n_ctx / n_parallel``; 0: not reported).
+    n_parallel: int = 1
+    n_ctx_slot: int = 0
 
     def buffer_total(self, kind: str | None = None, device: str | None = None) -> int:
         """Bytes of the reported buffers, optionally only one kind and/or one device."""
@@ -279,6 +282,9 @@ class ReplyMetrics:
     reasoning_tokens: int = 0
     #: The stop string that ended the reply (``stop_reason`` "stop"), if one did.
     stop_sequence: str | None = None
+    #: Of total_s, the time the request waited in the host for a free slot (parallel slots
+    #: all busy); TTFT includes it.
+    queued_s: float = 0.0
 
 
 @dataclass(frozen=True)

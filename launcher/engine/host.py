@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import faulthandler
 import os
+import select
 import signal
 import sys
 import time
@@ -110,12 +111,20 @@ class _Host:
         self.template: str | None = None
         self.bos_text = ""
         self.eos_text = ""
-        self.cached: list[int] = []  # tokens whose KV is in the cache (sequence 0)
+        self.n_parallel = 1  # slots: sequences decoded together, each with n_ctx_slot cells
+        self.n_ctx_slot = 0
+        self.n_vocab = 0
+        self.slots: list[_Slot] = []
+        self.active: list[_Seq] = []  # requests in a slot (reading their prompt, generating)
+        self.waiting: deque[_Seq] = deque()  # requests waiting for a free slot
+        self.pending_embed: list[str] | None = None  # runs once nothing is generating
         self.n_swa = 0  # sliding window of the model (0: none, or a full-size SWA cache)
         self.extra_buffers = True
         self._piece = ctypes.create_string_buffer(256)
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: bool(cancel.is_set()))
         self._no_abort = llama_cpp.ggml_abort_callback()  # NULL: no callback
+        self._abort_on = False
+        self._batch: Any = None
 
     def send(self, msg_type: str, **fields: Any) -> None:
         self.conn.send_bytes(protocol.encode(msg_type, **fields))
@@ -178,7 +187,11 @@ class _Host:
         cp.n_ctx = params.n_ctx
         cp.n_batch = params.n_batch
         cp.n_ubatch = min(params.n_ubatch, params.n_batch)
-        cp.n_seq_max = 1
+        # Slots as llama-server's --parallel: one sequence each, the context split between
+        # them (kv_unified off: every slot has its own n_ctx / n_parallel cells, so the KV
+        # cache takes the same memory as one slot with the whole context).
+        cp.n_seq_max = params.n_parallel
+        cp.kv_unified = False
         cp.n_threads = params.n_threads or 1
         cp.n_threads_batch = params.n_threads_batch or cp.n_threads
         cp.flash_attn_type = (
@@ -215,7 +228,11 @@ class _Host:
         self.bos_text = self._token_text(llama.llama_vocab_bos(self.vocab))
         self.eos_text = self._token_text(llama.llama_vocab_eos(self.vocab))
         self.n_swa = 0 if params.swa_full else int(llama.llama_model_n_swa(model))
-        self.cached = []
+        self.n_parallel = params.n_parallel
+        self.n_ctx_slot = int(llama.llama_n_ctx_seq(ctx)) or self.n_ctx // self.n_parallel
+        self.n_vocab = int(llama.llama_vocab_n_tokens(self.vocab))
+        self.slots = [_Slot(i) for i in range(self.n_parallel)]
+        self._init_batch(max(self.n_batch, self.n_parallel))
         desc = ctypes.create_string_buffer(256)
         llama.llama_model_desc(model, desc, 256)
         self.send(
@@ -233,7 +250,32 @@ class _Host:
             system_info=system_info,
             extra_buffers=extra.use,
             extra_buffers_reason=extra.reason,
+            n_parallel=self.n_parallel,
+            n_ctx_slot=self.n_ctx_slot,
         )
+
+    def _init_batch(self, cap: int) -> None:
+        """One ``llama_batch`` for the host's life, over NumPy arrays: a step fills it with
+        slices (a prompt chunk is one assignment per field, not one ctypes call a token)."""
+        llama = self.llama
+        self._b_tok = np.zeros(cap, dtype=np.int32)
+        self._b_pos = np.zeros(cap, dtype=np.int32)
+        self._b_nseq = np.ones(cap, dtype=np.int32)
+        self._b_seq = np.zeros(cap, dtype=np.int32)
+        self._b_logits = np.zeros(cap, dtype=np.int8)
+        int_p = ctypes.POINTER(ctypes.c_int32)
+        base = self._b_seq.ctypes.data
+        self._b_seq_ptrs = (int_p * cap)(*[ctypes.cast(base + 4 * i, int_p) for i in range(cap)])
+        batch = llama.llama_batch()
+        batch.n_tokens = 0
+        batch.token = self._b_tok.ctypes.data_as(ctypes.POINTER(llama.llama_token))
+        batch.pos = self._b_pos.ctypes.data_as(ctypes.POINTER(llama.llama_pos))
+        batch.n_seq_id = self._b_nseq.ctypes.data_as(int_p)
+        batch.seq_id = ctypes.cast(
+            self._b_seq_ptrs, ctypes.POINTER(ctypes.POINTER(llama.llama_seq_id))
+        )
+        batch.logits = self._b_logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        self._batch = batch
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -294,279 +336,416 @@ class _Host:
         )
 
     # ------------------------------------------------------------------ generation
-    def generate(
-        self,
-        tokens: list[int],
-        sampling: Sampling,
-        template: str,
-        stops: list[str],
-        plan: PromptPlan | None = None,
-    ) -> None:
-        llama = self.llama
-        t_start = time.perf_counter()
-        stops = [s for s in (*sampling.stop, *stops) if s]
+    def _prepare(self, msg: dict[str, Any], t_arrived: float) -> _Seq | None:
+        """A request as a sequence ready for a slot (its prompt tokenized), or None after
+        sending the reason it cannot run."""
+        rid = int(msg.get("rid") or 0)
+        try:
+            sampling = Sampling.from_dict(msg["sampling"])
+        except (TypeError, ValueError) as exc:
+            self.send("error", rid=rid, message=f"Invalid sampling settings: {exc}")
+            return None
+        plan: PromptPlan | None = None
+        if msg["mode"] == "chat":
+            messages = msg["messages"] or []
+            problem = _message_problem(messages)
+            if problem:
+                self.send("error", rid=rid, message=problem)
+                return None
+            try:
+                tokens, template, stops, plan = self.chat_prompt(messages, sampling)
+            except (TemplateError, ValueError) as exc:  # the GGUF's template raised, or the
+                self.send(  # request contradicts itself (a named tool that is not given...)
+                    "error", rid=rid, message=f"The request cannot be put to this model: {exc}"
+                )
+                return None
+        else:
+            tokens = self._tokenize(msg["prompt"] or "", add_special=True, parse_special=False)
+            template, stops = RAW_PROMPT, []
         if not tokens:
-            self.send("error", message="The prompt is empty: type a message first.")
-            return
-        if len(tokens) >= self.n_ctx:
+            self.send("error", rid=rid, message="The prompt is empty: type a message first.")
+            return None
+        if len(tokens) >= self.n_ctx_slot:
+            slots = (
+                ""
+                if self.n_parallel == 1
+                else f" of one of the {self.n_parallel} parallel slots (the {self.n_ctx}-token "
+                "context is split between them)"
+            )
             self.send(
                 "error",
+                rid=rid,
                 message=f"The conversation ({len(tokens)} tokens) does not fit in the context "
-                f"({self.n_ctx} tokens). Start a new chat, or load the model with a larger "
-                "context.",
+                f"({self.n_ctx_slot} tokens){slots}. Start a new chat, or load the model with a "
+                "larger context" + ("." if self.n_parallel == 1 else " or fewer parallel slots."),
             )
-            return
+            return None
+        return _Seq(rid, tokens, sampling, template, stops, plan, t_arrived)
+
+    def _place(self, seq: _Seq) -> bool:
+        """Put ``seq`` in a free slot: the one whose cached prompt shares the longest prefix
+        with it (a follow-up turn lands where its conversation is), else the least recently
+        used. Reuses that prefix's KV and builds the samplers. False when no slot is free."""
+        llama = self.llama
+        free = [s for s in self.slots if s.seq is None]
+        if not free:
+            return False
+        tokens = seq.tokens
+        reuse = seq.sampling.cache_prompt
+
+        def shared(slot: _Slot) -> int:
+            if not reuse:
+                return 0
+            n, limit = 0, min(len(slot.cached), len(tokens) - 1)
+            while n < limit and slot.cached[n] == tokens[n]:
+                n += 1
+            return n
+
+        slot = max(free, key=lambda s: (shared(s), -s.last_used))
         mem = llama.llama_get_memory(self.ctx)
-        # Reuse the KV of the common prefix with the previous request (follow-up turns).
-        keep = 0
-        limit = min(len(self.cached), len(tokens) - 1) if sampling.cache_prompt else 0
-        while keep < limit and self.cached[keep] == tokens[keep]:
-            keep += 1
-        if keep > 0 and self.n_swa > 0:
-            # Sliding-window caches drop old cells: the kept prefix is usable only if the last
-            # window before it is still cached (the same rule as llama-server).
-            pos_min = llama.llama_memory_seq_pos_min(mem, 0)
-            if pos_min > max(0, keep - self.n_swa):
-                keep = 0
-        if keep == 0 or not llama.llama_memory_seq_rm(mem, 0, keep, -1):
-            llama.llama_memory_clear(mem, True)
+        keep = shared(slot)
+        # Sliding-window caches drop old cells: the kept prefix is usable only if the last
+        # window before it is still cached (the same rule as llama-server).
+        if (
+            keep > 0
+            and self.n_swa > 0
+            and llama.llama_memory_seq_pos_min(mem, slot.id) > max(0, keep - self.n_swa)
+        ):
             keep = 0
-        self.cached = tokens[:keep]
-        todo = tokens[keep:]
-        stop_reason = "eos"
-        cancelled = False
-        evaluated = 0
+        if keep == 0 or not llama.llama_memory_seq_rm(mem, slot.id, keep, -1):
+            llama.llama_memory_seq_rm(mem, slot.id, -1, -1)
+            keep = 0
+        slot.cached = tokens[:keep]
+        seq.keep = keep
+        seq.todo = tokens[keep:]
+        seq.t_placed = time.perf_counter()
+        if not self._start_sampling(seq):
+            return True  # refused (bad grammar): the slot stays free
+        slot.seq = seq
+        seq.slot = slot
+        self.active.append(seq)
         if _fault == SEGV_WITH_EXTRA_BUFFERS and self.extra_buffers:
             os.kill(os.getpid(), signal.SIGSEGV)
-        # While the prompt is evaluated, llama.cpp polls the stop flag between graph nodes
-        # (abort callback; CPU backend only, elsewhere the n_batch chunks bound the wait).
-        # It is off while decoding: a Python call per graph node would cost a few percent.
-        llama.llama_set_abort_callback(self.ctx, self._abort_cb, None)
-        try:
-            for i in range(0, len(todo), self.n_batch):
-                if self.cancel.is_set():
-                    cancelled = True
-                    break
-                chunk = todo[i : i + self.n_batch]
-                arr = (llama.llama_token * len(chunk))(*chunk)
-                rc = llama.llama_decode(self.ctx, llama.llama_batch_get_one(arr, len(chunk)))
-                if rc == 2 and self.cancel.is_set():  # aborted mid-chunk by the stop flag
-                    llama.llama_memory_clear(mem, True)
-                    self.cached = []
-                    cancelled = True
-                    break
-                if rc != 0:
-                    llama.llama_memory_clear(mem, True)
-                    self.cached = []
-                    self.send(
-                        "error",
-                        message=f"llama.cpp could not evaluate the prompt (code {rc}). "
-                        "Start a new chat or reload the model with a larger context.",
-                    )
-                    return
-                self.cached.extend(chunk)
-                evaluated += len(chunk)
-        finally:
-            llama.llama_set_abort_callback(self.ctx, self._no_abort, None)
-        t_prefilled = time.perf_counter()
-        prefill_s = t_prefilled - t_start
-        generated = 0
-        stop_sequence: str | None = None
-        reasoning_tokens = 0
-        decode_llama_s = 0.0  # time inside llama_decode between the first and last token
-        text_parts: list[str] = []
-        reasoning_parts: list[str] = []
-        calls: list[ParsedCall] = []
-        all_logprobs: list[list[Any]] = []
-        t_first = t_last = t_prefilled
-        parser = (
-            ReplyParser(plan.family, plan.tools, plan.in_reasoning, plan.generic)
-            if plan is not None
-            else None
-        )
+        return True
+
+    def _start_sampling(self, seq: _Seq) -> bool:
+        """The sequence's sampler chain, grammar and reply parser; False after sending why
+        the grammar cannot be used."""
+        llama = self.llama
+        plan, sampling = seq.plan, seq.sampling
         grammar = plan.grammar if plan is not None else (
             schema_grammar(sampling.json_schema) if sampling.json_schema is not None
             else sampling.grammar
         )  # fmt: skip
-        preserved = self._preserved_ids(plan.family.preserved if plan is not None else ())
-        if cancelled:
-            stop_reason = "cancelled"
-        else:
-            grammar_smpl = None
-            triggers = plan.grammar_triggers if plan is not None else ()
-            if grammar and triggers:
-                # "auto": the call grammar wakes up on the family's opener, and only where the
-                # opener is one token of this vocabulary (Qwen's <tool_call>, [TOOL_CALLS]...):
-                # a text pattern can match inside a token whose rest the grammar rejects,
-                # which makes llama.cpp abort. Elsewhere the reply is parsed unconstrained.
-                ids = sorted(self._preserved_ids(tuple(triggers)))
-                if ids:
-                    arr = (llama.llama_token * len(ids))(*ids)
-                    no_patterns = (ctypes.c_char_p * 1)()
-                    grammar_smpl = llama.llama_sampler_init_grammar_lazy_patterns(
-                        self.vocab, grammar.encode("utf-8"), b"root", no_patterns, 0, arr, len(ids)
-                    )
-                else:
-                    grammar = None
-            elif grammar:
-                grammar_smpl = llama.llama_sampler_init_grammar(
-                    self.vocab, grammar.encode("utf-8"), b"root"
+        grammar_smpl = None
+        triggers = plan.grammar_triggers if plan is not None else ()
+        if grammar and triggers:
+            # "auto": the call grammar wakes up on the family's opener, and only where the
+            # opener is one token of this vocabulary (Qwen's <tool_call>, [TOOL_CALLS]...): a
+            # text pattern can match inside a token whose rest the grammar rejects, which
+            # makes llama.cpp abort. Elsewhere the reply is parsed unconstrained.
+            ids = sorted(self._preserved_ids(tuple(triggers)))
+            if ids:
+                arr = (llama.llama_token * len(ids))(*ids)
+                no_patterns = (ctypes.c_char_p * 1)()
+                grammar_smpl = llama.llama_sampler_init_grammar_lazy_patterns(
+                    self.vocab, grammar.encode("utf-8"), b"root", no_patterns, 0, arr, len(ids)
                 )
-            if grammar and not grammar_smpl:
-                self.send("error", message="llama.cpp could not parse this request's grammar.")
-                return
-            chain = self._sampler(sampling)
-            try:
-                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-                pending = ""
-                tok_arr = (llama.llama_token * 1)()
-                batch = llama.llama_batch_get_one(tok_arr, 1)
-                piece = self._piece
-                greedy = sampling.temperature <= 0 and not self._needs_chain(sampling)
-                n_vocab = llama.llama_vocab_n_tokens(self.vocab)
-                picker = _GrammarPicker(llama, self.ctx, n_vocab, chain, grammar_smpl, greedy)
-                unsent: list[str] = []
-                unsent_reasoning: list[str] = []
-                unsent_lp: list[list[Any]] = []
-                lp_queue: deque[tuple[int, list[Any]]] = deque()
-                emitted_chars = 0  # characters past the stop-string check
-                call_s = 0.0  # the last llama_decode, counted once its token is
-                t_flushed = -FLUSH_S  # the first text is sent at once
+            else:
+                grammar = None
+        elif grammar:
+            grammar_smpl = llama.llama_sampler_init_grammar(
+                self.vocab, grammar.encode("utf-8"), b"root"
+            )
+        if grammar and not grammar_smpl:
+            self.send(
+                "error", rid=seq.rid, message="llama.cpp could not parse this request's grammar."
+            )
+            return False
+        seq.grammar_smpl = grammar_smpl
+        seq.chain = self._sampler(sampling)
+        seq.greedy = sampling.temperature <= 0 and not self._needs_chain(sampling)
+        if grammar_smpl is not None:
+            seq.picker = _GrammarPicker(
+                llama, self.ctx, self.n_vocab, seq.chain, grammar_smpl, seq.greedy
+            )
+        seq.parser = (
+            ReplyParser(plan.family, plan.tools, plan.in_reasoning, plan.generic)
+            if plan is not None
+            else None
+        )
+        seq.preserved = self._preserved_ids(plan.family.preserved if plan is not None else ())
+        return True
 
-                def route(pieces: list[tuple[str, str]]) -> None:
-                    for kind, text in pieces:
-                        if kind == "reasoning":
-                            reasoning_parts.append(text)
-                            unsent_reasoning.append(text)
-                        else:
-                            text_parts.append(text)
-                            unsent.append(text)
+    def _step(self) -> None:
+        """One ``llama_decode``: the next token of every generating sequence, then prompt
+        chunks of the ones still reading their prompt (up to ``n_batch`` tokens in all, so a
+        long prompt never stalls the others for more than one chunk); then one token is
+        chosen for every sequence whose logits came out."""
+        llama = self.llama
+        tok, pos, seq_ids, wants = self._b_tok, self._b_pos, self._b_seq, self._b_logits
+        n = 0
+        decoding: list[tuple[_Seq, int]] = []  # (sequence, batch index of its logits)
+        chunks: list[tuple[_Seq, int, bool]] = []  # (sequence, tokens taken, logits wanted)
+        for seq in self.active:
+            if seq.next_tok >= 0:
+                assert seq.slot is not None
+                tok[n], pos[n], seq_ids[n], wants[n] = (
+                    seq.next_tok,
+                    len(seq.slot.cached),
+                    seq.slot.id,
+                    1,
+                )
+                decoding.append((seq, n))
+                n += 1
+        budget = self.n_batch - n
+        for seq in self.active:
+            if budget <= 0:
+                break
+            if seq.next_tok < 0 and seq.todo:
+                assert seq.slot is not None
+                k = min(budget, len(seq.todo))
+                start = len(seq.slot.cached)
+                tok[n : n + k] = seq.todo[:k]
+                pos[n : n + k] = np.arange(start, start + k, dtype=np.int32)
+                seq_ids[n : n + k] = seq.slot.id
+                wants[n : n + k] = 0
+                last = k == len(seq.todo)
+                if last:
+                    wants[n + k - 1] = 1
+                chunks.append((seq, k, last))
+                n += k
+                budget -= k
+        if n == 0:
+            return
+        self._batch.n_tokens = n
+        # While a prompt is evaluated, llama.cpp polls the stop flag between graph nodes
+        # (abort callback; CPU backend only, elsewhere the n_batch chunks bound the wait).
+        # It is off while only decoding: a Python call per graph node would cost a few %.
+        self._set_abort(bool(chunks))
+        t_call = time.perf_counter()
+        rc = llama.llama_decode(self.ctx, self._batch)
+        call_s = time.perf_counter() - t_call
+        if rc != 0:
+            self._decode_failed(rc, decoding, chunks)
+            return
+        now = time.perf_counter()
+        outputs: list[tuple[_Seq, int]] = []
+        for seq, index in decoding:
+            assert seq.slot is not None
+            seq.slot.cached.append(seq.next_tok)
+            seq.call_s = call_s
+            outputs.append((seq, index))
+        index = len(decoding)
+        for seq, k, last in chunks:
+            assert seq.slot is not None
+            seq.slot.cached.extend(seq.todo[:k])
+            seq.todo = seq.todo[k:]
+            seq.evaluated += k
+            index += k
+            if last:
+                seq.t_prefilled = now
+                outputs.append((seq, index - 1))
+        for seq, index in outputs:
+            self._next_token(seq, index)
 
-                def flush() -> None:
-                    if unsent_reasoning:
-                        self.send("reasoning", text="".join(unsent_reasoning))
-                        unsent_reasoning.clear()
-                    if unsent or unsent_lp:
-                        self.send("token", text="".join(unsent), logprobs=list(unsent_lp))
-                        unsent.clear()
-                        unsent_lp.clear()
+    def _set_abort(self, on: bool) -> None:
+        if on != self._abort_on:
+            self.llama.llama_set_abort_callback(
+                self.ctx, self._abort_cb if on else self._no_abort, None
+            )
+            self._abort_on = on
 
-                while True:
-                    if self.cancel.is_set():
-                        stop_reason = "cancelled"
-                        break
-                    if grammar_smpl is not None:
-                        tok = picker.pick()
-                    elif greedy:
-                        # Argmax over a zero-copy view of llama.cpp's logits: the sampler chain
-                        # would first build a candidate array over the whole vocabulary
-                        # (262k entries for Gemma), a measurable share of a small model's step.
-                        logits = np.ctypeslib.as_array(
-                            llama.llama_get_logits_ith(self.ctx, -1), shape=(n_vocab,)
-                        )
-                        tok = int(logits.argmax())
-                    else:
-                        tok = llama.llama_sampler_sample(chain, self.ctx, -1)
-                    if llama.llama_vocab_is_eog(self.vocab, tok):
-                        stop_reason = "eos"
-                        break
-                    generated += 1
-                    t_last = time.perf_counter()
-                    if generated == 1:
-                        t_first = t_last
-                    else:
-                        decode_llama_s += call_s
-                    n = llama.llama_token_to_piece(self.vocab, tok, piece, 256, 0, tok in preserved)
-                    pending += decoder.decode(piece.raw[: max(n, 0)])
-                    if sampling.logprobs is not None:
-                        # Held until the text it made is emitted: a stop string's tokens never
-                        # get one (one entry per token of the returned text).
-                        entry = self._logprob(tok, sampling.logprobs, n_vocab)
-                        lp_queue.append((emitted_chars + len(pending), entry))
-                    emit, pending, hit = _split_stop(pending, stops)
-                    emitted_chars += len(emit)
-                    while lp_queue and lp_queue[0][0] <= emitted_chars:
-                        released = lp_queue.popleft()[1]
-                        unsent_lp.append(released)
-                        all_logprobs.append(released)
-                    if self.cancel.is_set():
-                        stop_reason = "cancelled"
-                        break
-                    if parser is not None and parser.state == "reasoning":
-                        reasoning_tokens += 1
-                    if emit:
-                        route(parser.feed(emit) if parser is not None else [("content", emit)])
-                        # The first text goes at once (time to first token); after that at
-                        # most one message per FLUSH_S: each message wakes the client, which
-                        # costs the decode loop ~0.1 ms and competes with llama.cpp's threads.
-                        if t_last - t_flushed >= FLUSH_S and (unsent or unsent_reasoning):
-                            flush()
-                            t_flushed = t_last
-                    if hit is not None:
-                        stop_reason, stop_sequence = "stop", hit
-                        pending = ""
-                        break
-                    if generated >= sampling.max_tokens:
-                        stop_reason = "length"
-                        break
-                    if len(self.cached) + 1 >= self.n_ctx:
-                        stop_reason = "context_full"
-                        break
-                    tok_arr[0] = tok
-                    t_call = time.perf_counter()
-                    rc = llama.llama_decode(self.ctx, batch)
-                    call_s = time.perf_counter() - t_call
-                    if rc != 0:
-                        stop_reason = "context_full"
-                        break
-                    self.cached.append(tok)
-                if pending and stop_reason not in ("cancelled",):
-                    route(parser.feed(pending) if parser is not None else [("content", pending)])
-                    emitted_chars += len(pending)
-                while lp_queue and lp_queue[0][0] <= emitted_chars:
-                    released = lp_queue.popleft()[1]
-                    unsent_lp.append(released)
-                    all_logprobs.append(released)
-                if parser is not None:
-                    held, calls, _error = parser.finish()
-                    route(held)  # a call that did not parse is kept as text, never lost
-                    if stop_reason == "cancelled":
-                        calls = []
-                flush()  # what was generated before the stop goes out before "finished"
-            finally:
-                llama.llama_sampler_free(chain)
-                if grammar_smpl is not None:
-                    llama.llama_sampler_free(grammar_smpl)
+    def _decode_failed(
+        self, rc: int, decoding: list[tuple[_Seq, int]], chunks: list[tuple[_Seq, int, bool]]
+    ) -> None:
+        """A batch llama.cpp did not evaluate: the cells it may have written are dropped, so
+        every slot's cache again holds exactly its ``cached`` tokens."""
+        llama = self.llama
+        mem = llama.llama_get_memory(self.ctx)
+        for seq in [s for s, _ in decoding] + [s for s, _, _ in chunks]:
+            assert seq.slot is not None
+            llama.llama_memory_seq_rm(mem, seq.slot.id, len(seq.slot.cached), -1)
+        if rc == 2 and self.cancel.is_set():  # aborted mid-batch by the stop flag
+            self._cancel_all()
+            return
+        for seq, _ in decoding:
+            seq.next_tok = -1
+            self._finish(seq, "context_full")
+        for seq, _, _ in chunks:
+            slot = seq.slot
+            assert slot is not None
+            llama.llama_memory_seq_rm(mem, slot.id, -1, -1)
+            slot.cached = []
+            self._release(seq)
+            self.send(
+                "error",
+                rid=seq.rid,
+                message=f"llama.cpp could not evaluate the prompt (code {rc}). "
+                "Start a new chat or reload the model with a larger context.",
+            )
+
+    def _next_token(self, seq: _Seq, index: int) -> None:
+        """Choose ``seq``'s next token from the logits at batch ``index`` and pass its text
+        on (stop strings, reply parser, logprobs); finish the reply when it ends."""
+        llama = self.llama
+        seq.next_tok = -1
+        if seq.picker is not None:
+            tok = seq.picker.pick(index)
+        elif seq.greedy:
+            # Argmax over a zero-copy view of llama.cpp's logits: the sampler chain would
+            # first build a candidate array over the whole vocabulary (262k entries for
+            # Gemma), a measurable share of a small model's step.
+            logits = np.ctypeslib.as_array(
+                llama.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,)
+            )
+            tok = int(logits.argmax())
+        else:
+            tok = llama.llama_sampler_sample(seq.chain, self.ctx, index)
+        if llama.llama_vocab_is_eog(self.vocab, tok):
+            self._finish(seq, "eos")
+            return
+        seq.generated += 1
+        seq.t_last = time.perf_counter()
+        if seq.generated == 1:
+            seq.t_first = seq.t_last
+        else:
+            seq.decode_llama_s += seq.call_s
+        piece = self._piece
+        n = llama.llama_token_to_piece(self.vocab, tok, piece, 256, 0, tok in seq.preserved)
+        seq.pending += seq.decoder.decode(piece.raw[: max(n, 0)])
+        sampling = seq.sampling
+        if sampling.logprobs is not None:
+            # Held until the text it made is emitted: a stop string's tokens never get one
+            # (one entry per token of the returned text).
+            entry = self._logprob(tok, sampling.logprobs, index)
+            seq.lp_queue.append((seq.emitted_chars + len(seq.pending), entry))
+        emit, seq.pending, hit = _split_stop(seq.pending, seq.stops)
+        seq.emitted_chars += len(emit)
+        seq.release_logprobs()
+        if seq.parser is not None and seq.parser.state == "reasoning":
+            seq.reasoning_tokens += 1
+        if emit:
+            seq.route(seq.parser.feed(emit) if seq.parser is not None else [("content", emit)])
+            # The first text goes at once (time to first token); after that at most one
+            # message per FLUSH_S: each message wakes the client, which costs the decode
+            # loop ~0.1 ms and competes with llama.cpp's threads.
+            if seq.t_last - seq.t_flushed >= FLUSH_S and (seq.unsent or seq.unsent_reasoning):
+                self._flush(seq)
+                seq.t_flushed = seq.t_last
+        if hit is not None:
+            seq.stop_sequence = hit
+            seq.pending = ""
+            self._finish(seq, "stop")
+            return
+        if seq.generated >= sampling.max_tokens:
+            self._finish(seq, "length")
+            return
+        assert seq.slot is not None
+        if len(seq.slot.cached) + 1 >= self.n_ctx_slot:
+            self._finish(seq, "context_full")
+            return
+        seq.next_tok = tok
+
+    def _flush(self, seq: _Seq) -> None:
+        if seq.unsent_reasoning:
+            self.send("reasoning", rid=seq.rid, text="".join(seq.unsent_reasoning))
+            seq.unsent_reasoning.clear()
+        if seq.unsent or seq.unsent_lp:
+            self.send("token", rid=seq.rid, text="".join(seq.unsent), logprobs=list(seq.unsent_lp))
+            seq.unsent.clear()
+            seq.unsent_lp.clear()
+
+    def _release(self, seq: _Seq) -> None:
+        """Free ``seq``'s samplers and slot (its KV stays there for a follow-up turn)."""
+        llama = self.llama
+        if seq.chain is not None:
+            llama.llama_sampler_free(seq.chain)
+            seq.chain = None
+        if seq.grammar_smpl is not None:
+            llama.llama_sampler_free(seq.grammar_smpl)
+            seq.grammar_smpl = None
+        seq.picker = None
+        if seq.slot is not None:
+            seq.slot.seq = None
+            seq.slot.last_used = time.perf_counter()
+        if seq in self.active:
+            self.active.remove(seq)
+        if seq in self.waiting:
+            self.waiting.remove(seq)
+
+    def _finish(self, seq: _Seq, stop_reason: str) -> None:
+        """End ``seq``'s reply: what is held back goes out, then ``finished``."""
+        calls: list[ParsedCall] = []
+        if seq.pending and stop_reason != "cancelled":
+            seq.route(
+                seq.parser.feed(seq.pending)
+                if seq.parser is not None
+                else [("content", seq.pending)]
+            )
+            seq.emitted_chars += len(seq.pending)
+        seq.pending = ""
+        seq.release_logprobs()
+        if seq.parser is not None:
+            held, calls, _error = seq.parser.finish()
+            seq.route(held)  # a call that did not parse is kept as text, never lost
+            if stop_reason == "cancelled":
+                calls = []
+        self._flush(seq)  # what was generated before the stop goes out before "finished"
+        self._release(seq)
         for i, call in enumerate(calls):
-            self.send("tool_call", index=i, id=call.id, name=call.name, arguments=call.arguments)
+            self.send(
+                "tool_call",
+                rid=seq.rid,
+                index=i,
+                id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+            )
         if calls and stop_reason in ("eos", "stop"):
             stop_reason = "tool_calls"
-        decode_s = t_last - t_first
+        now = time.perf_counter()
+        t_placed = seq.t_placed or now
+        t_prefilled = seq.t_prefilled or now
+        prefill_s = t_prefilled - t_placed
+        decode_s = seq.t_last - seq.t_first if seq.generated else 0.0
         self.send(
             "finished",
-            text="".join(text_parts),
+            rid=seq.rid,
+            text="".join(seq.text_parts),
             tool_calls=[
                 {"index": i, "id": c.id, "name": c.name, "arguments": c.arguments}
                 for i, c in enumerate(calls)
             ],
-            reasoning="".join(reasoning_parts),
-            logprobs=all_logprobs,
+            reasoning="".join(seq.reasoning_parts),
+            logprobs=seq.all_logprobs,
             metrics={
-                "prompt_tokens": evaluated,
+                "prompt_tokens": seq.evaluated,
                 "prefill_s": prefill_s,
-                "prefill_tokens_per_s": evaluated / prefill_s if prefill_s > 0 else 0.0,
-                "generated_tokens": generated,
+                "prefill_tokens_per_s": seq.evaluated / prefill_s if prefill_s > 0 else 0.0,
+                "generated_tokens": seq.generated,
                 "decode_s": decode_s,
-                "decode_tokens_per_s": (generated - 1) / decode_s if generated > 1 else 0.0,
-                "decode_llama_s": decode_llama_s,
+                "decode_tokens_per_s": (seq.generated - 1) / decode_s
+                if seq.generated > 1 and decode_s > 0
+                else 0.0,
+                "decode_llama_s": seq.decode_llama_s,
                 "stop_reason": stop_reason,
-                "template": template,
-                "total_s": time.perf_counter() - t_start,
-                "cached_tokens": keep,
-                "reasoning_tokens": reasoning_tokens,
-                "stop_sequence": stop_sequence,
+                "template": seq.template,
+                "total_s": now - seq.t_arrived,
+                "cached_tokens": seq.keep,
+                "reasoning_tokens": seq.reasoning_tokens,
+                "stop_sequence": seq.stop_sequence,
+                "queued_s": t_placed - seq.t_arrived,
             },
         )
+
+    def _cancel(self, seq: _Seq) -> None:
+        seq.next_tok = -1
+        self._finish(seq, "cancelled")
+
+    def _cancel_all(self) -> None:
+        for seq in [*self.active, *self.waiting]:
+            self._cancel(seq)
 
     @staticmethod
     def _needs_chain(s: Sampling) -> bool:
@@ -624,11 +803,12 @@ class _Host:
                 ids.add(toks[0])
         return frozenset(ids)
 
-    def _logprob(self, tok: int, top_n: int, n_vocab: int) -> list[Any]:
+    def _logprob(self, tok: int, top_n: int, index: int) -> list[Any]:
         """[token text, log-probability, [[alternative, log-probability], ...]] from the raw
-        logits the token was chosen from."""
+        logits the token was chosen from (batch position ``index``)."""
+        n_vocab = self.n_vocab
         logits = np.ctypeslib.as_array(
-            self.llama.llama_get_logits_ith(self.ctx, -1), shape=(n_vocab,)
+            self.llama.llama_get_logits_ith(self.ctx, index), shape=(n_vocab,)
         )
         peak = float(logits.max())
         log_total = peak + float(np.log(np.exp(logits - peak).sum()))
@@ -650,7 +830,7 @@ class _Host:
             llama.llama_model_n_embd_out(self.model) or llama.llama_model_n_embd(self.model)
         )
         pooled = llama.llama_pooling_type(self.ctx) != llama.LLAMA_POOLING_TYPE_NONE
-        limit = min(self.n_ctx, self.n_batch, self.n_ubatch)
+        limit = min(self.n_ctx_slot, self.n_batch, self.n_ubatch)
         encoded = [self._tokenize(t, add_special=True, parse_special=False) for t in texts]
         for i, toks in enumerate(encoded):
             if not texts[i] or not toks:
@@ -696,63 +876,82 @@ class _Host:
         finally:
             llama.llama_set_embeddings(self.ctx, False)
             llama.llama_memory_clear(mem, True)
-            self.cached = []  # the chat's cached prefix was cleared
+            for slot in self.slots:  # the chats' cached prefixes were cleared
+                slot.cached = []
         self.send("embeddings", vectors=vectors, prompt_tokens=sum(len(t) for t in encoded))
 
     # ------------------------------------------------------------------ loop
     def serve(self) -> None:
+        """Read requests and run the batch: the host blocks on its pipe only while nothing
+        is generating; otherwise it looks at the pipe between two decode steps, so new
+        requests join the running batch and a cancel stops one reply within one step."""
+        poller = select.poll()
+        poller.register(self.conn.fileno(), select.POLLIN)
         while True:
-            try:
-                data = self.conn.recv_bytes()
-            except (EOFError, OSError):
-                return  # the app went away
-            msg = protocol.decode(data)
-            kind = msg["type"]
-            if kind == "shutdown":
-                return
-            if kind == "load":
-                if self.model:
-                    self.send("load_failed", message="A model is already loaded here.", log=[])
-                    continue
-                try:
-                    params = EngineParams.from_dict(msg["params"])
-                except (TypeError, ValueError) as exc:
-                    self.send("load_failed", message=f"Invalid load settings: {exc}", log=[])
-                    continue
-                self.load(msg["path"], params)
-            elif kind == "embed":
-                if not self.model:
-                    self.send("error", message="No model is loaded: load a model first.")
-                    continue
-                self.embed([str(t) for t in msg["texts"]])
-            elif kind == "generate":
-                if not self.model:
-                    self.send("error", message="No model is loaded: load a model first.")
-                    continue
-                self._generate_request(msg)
+            idle = not self.active and not self.waiting and self.pending_embed is None
+            if idle or poller.poll(0):
+                if not self._read():
+                    return
+                while poller.poll(0):
+                    if not self._read():
+                        return
+            self._schedule()
 
-    def _generate_request(self, msg: dict[str, Any]) -> None:
+    def _schedule(self) -> None:
+        """Apply a stop-everything flag, run a waiting embedding request once no reply is
+        generating, fill free slots from the waiting requests (in arrival order), then run
+        one decode step."""
+        if self.cancel.is_set():
+            self.cancel.clear()
+            self._cancel_all()
+        if self.pending_embed is not None and not self.active:
+            texts, self.pending_embed = self.pending_embed, None
+            self.embed(texts)
+        while self.waiting and self.pending_embed is None:
+            if not self._place(self.waiting[0]):
+                break  # every slot is busy
+            self.waiting.popleft()  # placed, or refused with its reason
+        if self.active:
+            self._step()
+
+    def _read(self) -> bool:
+        """Handle one message from the app; False when the host should end."""
         try:
-            sampling = Sampling.from_dict(msg["sampling"])
-        except (TypeError, ValueError) as exc:
-            self.send("error", message=f"Invalid sampling settings: {exc}")
-            return
-        plan: PromptPlan | None = None
-        if msg["mode"] == "chat":
-            messages = msg["messages"] or []
-            problem = _message_problem(messages)
-            if problem:
-                self.send("error", message=problem)
-                return
+            data = self.conn.recv_bytes()
+        except (EOFError, OSError):
+            return False  # the app went away
+        msg = protocol.decode(data)
+        kind = msg["type"]
+        if kind == "shutdown":
+            return False
+        if kind == "load":
+            if self.model:
+                self.send("load_failed", message="A model is already loaded here.", log=[])
+                return True
             try:
-                tokens, template, stops, plan = self.chat_prompt(messages, sampling)
-            except (TemplateError, ValueError) as exc:  # the GGUF's template raised, or the
-                self.send("error", message=f"The request cannot be put to this model: {exc}")
-                return  # request contradicts itself (a named tool that is not given...)
-        else:
-            tokens = self._tokenize(msg["prompt"] or "", add_special=True, parse_special=False)
-            template, stops = RAW_PROMPT, []
-        self.generate(tokens, sampling, template, stops, plan)
+                params = EngineParams.from_dict(msg["params"])
+            except (TypeError, ValueError) as exc:
+                self.send("load_failed", message=f"Invalid load settings: {exc}", log=[])
+                return True
+            self.load(msg["path"], params)
+        elif kind == "embed":
+            if not self.model:
+                self.send("error", message="No model is loaded: load a model first.")
+            else:  # run once the replies being generated are done (it uses the whole cache)
+                self.pending_embed = [str(t) for t in msg["texts"]]
+        elif kind == "generate":
+            rid = int(msg.get("rid") or 0)
+            if not self.model:
+                self.send("error", rid=rid, message="No model is loaded: load a model first.")
+                return True
+            seq = self._prepare(msg, time.perf_counter())
+            if seq is not None:
+                self.waiting.append(seq)
+        elif kind == "cancel":
+            for seq in [*self.active, *self.waiting]:
+                if seq.rid == msg["rid"]:
+                    self._cancel(seq)
+        return True
 
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -779,6 +978,86 @@ def _message_problem(messages: list[Any]) -> str | None:
         if not isinstance(content, str) and not (content is None and calls):
             return "Messages need a 'role' and a text 'content'."
     return None
+
+
+class _Slot:
+    """One of the context's ``n_parallel`` sequences: the tokens whose KV it holds (kept after
+    a reply, for a follow-up turn) and the request using it, if any."""
+
+    __slots__ = ("cached", "id", "last_used", "seq")
+
+    def __init__(self, seq_id: int) -> None:
+        self.id = seq_id
+        self.cached: list[int] = []
+        self.last_used = 0.0
+        self.seq: _Seq | None = None
+
+
+class _Seq:
+    """One request on its way through the batch: the prompt still to evaluate, its sampler
+    chain and grammar, the text on its way out and its metrics."""
+
+    def __init__(
+        self,
+        rid: int,
+        tokens: list[int],
+        sampling: Sampling,
+        template: str,
+        stops: list[str],
+        plan: PromptPlan | None,
+        t_arrived: float,
+    ) -> None:
+        self.rid = rid
+        self.tokens = tokens
+        self.sampling = sampling
+        self.template = template
+        self.stops = [s for s in (*sampling.stop, *stops) if s]
+        self.plan = plan
+        self.t_arrived = t_arrived
+        self.t_placed = self.t_prefilled = self.t_first = self.t_last = 0.0
+        self.slot: _Slot | None = None
+        self.todo: list[int] = []
+        self.keep = 0  # prompt tokens reused from the slot's cache
+        self.evaluated = 0
+        self.next_tok = -1  # chosen, to be decoded at the next step (-1: none)
+        self.chain: Any = None
+        self.grammar_smpl: Any = None
+        self.picker: _GrammarPicker | None = None
+        self.greedy = False
+        self.parser: ReplyParser | None = None
+        self.preserved: frozenset[int] = frozenset()
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+        self.text_parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.unsent: list[str] = []
+        self.unsent_reasoning: list[str] = []
+        self.unsent_lp: list[list[Any]] = []
+        self.all_logprobs: list[list[Any]] = []
+        self.lp_queue: deque[tuple[int, list[Any]]] = deque()
+        self.emitted_chars = 0  # characters past the stop-string check
+        self.generated = 0
+        self.reasoning_tokens = 0
+        self.decode_llama_s = 0.0  # time inside llama_decode between first and last token
+        self.call_s = 0.0  # the last llama_decode, counted once its token is
+        self.t_flushed = -FLUSH_S  # the first text is sent at once
+        self.stop_sequence: str | None = None
+
+    def route(self, pieces: list[tuple[str, str]]) -> None:
+        for kind, text in pieces:
+            if kind == "reasoning":
+                self.reasoning_parts.append(text)
+                self.unsent_reasoning.append(text)
+            else:
+                self.text_parts.append(text)
+                self.unsent.append(text)
+
+    def release_logprobs(self) -> None:
+        """Logprobs of the tokens whose text is now emitted."""
+        while self.lp_queue and self.lp_queue[0][0] <= self.emitted_chars:
+            released = self.lp_queue.popleft()[1]
+            self.unsent_lp.append(released)
+            self.all_logprobs.append(released)
 
 
 class _GrammarPicker:
@@ -813,10 +1092,11 @@ class _GrammarPicker:
         self.llama.llama_sampler_apply(self.chain, ctypes.byref(arr))
         return int(cand["id"][arr.selected])
 
-    def pick(self) -> int:
+    def pick(self, index: int) -> int:
+        """The token for the logits at batch position ``index``."""
         llama = self.llama
         logits = np.ctypeslib.as_array(
-            llama.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,)
+            llama.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,)
         )
         tok = int(logits.argmax()) if self.greedy else self._choose(logits, False)
         self.one["id"], self.one["logit"], self.one["p"] = tok, 1.0, 0.0

@@ -9,10 +9,15 @@ while the client thread is blocked reading.
 Client to host::
 
     load      {path, params}                      -> progress*, then loaded | load_failed
-    generate  {mode: chat|complete, messages | prompt, sampling}
+    generate  {rid, mode: chat|complete, messages | prompt, sampling}
                                                   -> token*, then finished | error
+    cancel    {rid}                               -> that reply ends (finished, cancelled)
     embed     {texts}                             -> embeddings | error
     shutdown  {}                                  -> the host frees the model and exits
+
+Several replies may be generated at once (parallel slots): ``generate`` carries a request id
+(``rid``) that every message of its reply repeats (``token``, ``reasoning``, ``tool_call``,
+``finished``, ``error``); messages without one (0) answer ``load`` and ``embed``.
 
 Host to client::
 
@@ -20,7 +25,7 @@ Host to client::
     progress     {fraction}
     loaded       {n_ctx, n_ctx_train, n_params, model_size_bytes, description, chat_template,
                   load_s, buffers: [{device, kind, bytes}], system_info, extra_buffers,
-                  extra_buffers_reason}
+                  extra_buffers_reason, n_parallel?, n_ctx_slot?}
     load_failed  {message, log}
     token        {text, logprobs: [[token, logprob, [[alt, logprob], ...]], ...]}
     reasoning    {text}
@@ -48,6 +53,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | None, ...]]] = {
         "sampling": (dict,),
     },
     "shutdown": {},
+    "cancel": {"rid": (int,)},
     "embed": {"texts": (list,)},
     # host -> client
     "system": {"system_info": (str,), "extra_buffers": (bool,), "reason": (str,)},
@@ -96,6 +102,18 @@ _METRICS_SCHEMA: dict[str, tuple[type | None, ...]] = {
     "stop_sequence": (str, None),
 }
 
+# Fields a message may leave out (older hosts, control replies): type -> {field: types}.
+_OPTIONAL: dict[str, dict[str, tuple[type | None, ...]]] = {
+    "generate": {"rid": (int,)},
+    "token": {"rid": (int,)},
+    "reasoning": {"rid": (int,)},
+    "tool_call": {"rid": (int,)},
+    "finished": {"rid": (int,)},
+    "error": {"rid": (int,)},
+    "loaded": {"n_parallel": (int,), "n_ctx_slot": (int,)},
+}
+_OPTIONAL_METRICS: dict[str, tuple[type | None, ...]] = {"queued_s": (float, int)}
+
 STOP_REASONS = ("eos", "stop", "length", "context_full", "cancelled", "tool_calls")
 
 
@@ -127,12 +145,18 @@ def validate(msg: Any) -> None:
         if name not in msg:
             raise EngineError(f"Message {msg['type']!r} lacks field {name!r}.")
         _check(msg["type"], name, msg[name], types)
+    for name, types in _OPTIONAL.get(msg["type"], {}).items():
+        if name in msg:
+            _check(msg["type"], name, msg[name], types)
     if msg["type"] == "finished":
         metrics = msg["metrics"]
         for name, mtypes in _METRICS_SCHEMA.items():
             if name not in metrics:
                 raise EngineError(f"Reply metrics lack field {name!r}.")
             _check("finished", name, metrics[name], mtypes)
+        for name, mtypes in _OPTIONAL_METRICS.items():
+            if name in metrics:
+                _check("finished", name, metrics[name], mtypes)
         if metrics["stop_reason"] not in STOP_REASONS:
             raise EngineError(f"Unknown stop reason {metrics['stop_reason']!r}.")
         for call in msg["tool_calls"]:
