@@ -22,328 +22,62 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import psutil
 
-from launcher.compare_results import CompareError, ComparisonResult, ModelEntry, RunResult
-from launcher.compare_suites import PromptSuite, load_suite, single_prompt
-from launcher.engine.events import (
-    EngineParams,
-    HostCrashed,
-    Loaded,
-    ReplyFinished,
-    Sampling,
-    Token,
+from launcher.compare_models import default_client_factory, prepare, remote_client
+from launcher.compare_plan import (
+    DEFAULT_HEADROOM,
+    GB,
+    CompareModel,
+    CompareRequest,
+    EngineLike,
+    Footprint,
+    Mode,
+    ResidencyPlan,
+    make_labels,
+    plan_residency,
+    pool_capacity,
 )
+from launcher.compare_results import CompareError, ComparisonResult, ModelEntry, RunResult
+from launcher.compare_suites import PromptSuite, SuiteError
+from launcher.engine.events import HostCrashed, Loaded, ReplyFinished, Sampling, Token
 from launcher.errors import LauncherError, NotEnoughMemory
-from launcher.hardware.profile import MachineProfile, MemoryPool
+from launcher.hardware.profile import MachineProfile
 from launcher.paths import AppPaths
 
-Mode = Literal["resident", "sequential", "impossible"]
-GB = 1e9
-DEFAULT_HEADROOM = 0.10
-"""Share of the usable memory kept free when models share a machine (OS, page cache, spikes;
-GB10 recipes keep 10-15% free)."""
-
-
-# ---------------------------------------------------------------------------- residency
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """What one model needs in memory, taken from its memory plan."""
-
-    label: str
-    weights_bytes: int
-    kv_bytes: int
-    compute_bytes: int
-    total_bytes: int
-    per_device: Mapping[str, int] = field(default_factory=dict)  # device name -> bytes
-    fits_alone: bool | None = None  # the plan's own verdict; None: decide from the totals
-    est_decode_tps: float | None = None
-    est_prefill_tps: float | None = None
-
-    @classmethod
-    def from_plan(cls, label: str, plan: Any) -> Footprint:
-        """Read a ``launcher.estimate.MemoryPlan`` (or anything with the same fields)."""
-        per_device = getattr(plan, "per_device", None) or {}
-        if not isinstance(per_device, Mapping):
-            per_device = _per_device_from_sequence(per_device)
-        speed = getattr(plan, "speed", None)
-        return cls(
-            label=label,
-            weights_bytes=int(getattr(plan, "weights_bytes", 0) or 0),
-            kv_bytes=int(getattr(plan, "kv_bytes", 0) or 0),
-            compute_bytes=int(getattr(plan, "compute_bytes", 0) or 0),
-            total_bytes=int(plan.total_bytes),
-            per_device={str(k): int(_bytes_of(v)) for k, v in per_device.items()},
-            fits_alone=_verdict_fits(getattr(plan, "verdict", None)),
-            est_decode_tps=_speed_field(speed, ("decode_tps", "decode_tokens_per_s", "tg")),
-            est_prefill_tps=_speed_field(speed, ("prefill_tps", "prefill_tokens_per_s", "pp")),
-        )
-
-
-def _bytes_of(value: Any) -> int:
-    if isinstance(value, int | float):
-        return int(value)
-    for name in ("total_bytes", "total", "bytes"):
-        v = getattr(value, name, None)
-        if isinstance(v, int | float):
-            return int(v)
-    if isinstance(value, Mapping):
-        return int(sum(v for v in value.values() if isinstance(v, int | float)))
-    return 0
-
-
-def _per_device_from_sequence(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items or ():
-        name = getattr(item, "device", None) or getattr(item, "name", None) or str(len(out))
-        out[str(name)] = out.get(str(name), 0) + _bytes_of(item)
-    return out
-
-
-def _verdict_fits(verdict: Any) -> bool | None:
-    """Interpret the estimate's verdict (an enum, a string, or an object with ``fits``)."""
-    if verdict is None:
-        return None
-    fits = getattr(verdict, "fits", None)
-    if isinstance(fits, bool):
-        return fits
-    text = str(getattr(verdict, "value", verdict)).lower()
-    if any(w in text for w in ("no_fit", "not", "too", "wont", "won't", "does_not", "exceed")):
-        return False
-    return True if text else None  # "full_gpu", "partial", "cpu": it fits, somewhere
-
-
-def _speed_field(speed: Any, names: Sequence[str]) -> float | None:
-    if speed is None:
-        return None
-    for name in names:
-        v = speed.get(name) if isinstance(speed, Mapping) else getattr(speed, name, None)
-        if isinstance(v, int | float):
-            return float(v)
-    return None
-
-
-def pool_capacity(pool: MemoryPool) -> int:
-    """Bytes of a pool models may use: what is free (when known), capped by the GPU's share."""
-    figures = [pool.total]
-    if pool.available is not None:
-        figures.append(pool.available)
-    if pool.gpu_usable is not None and pool.kind != "ram":
-        figures.append(pool.gpu_usable)
-    return max(0, min(figures))
-
-
-def _pool_for_device(machine: MachineProfile, device: str) -> MemoryPool | None:
-    for p in machine.pools:
-        if p.device == device:
-            return p
-    if device.upper().startswith("CPU"):
-        return machine.ram_pool
-    return None
-
-
-@dataclass(frozen=True)
-class ResidencyPlan:
-    """Whether the models stay loaded together or take turns, and the reason in plain words."""
-
-    mode: Mode  # what will happen
-    recommended: Mode  # what the planner would choose on its own
-    forced: bool
-    reason: str
-    needed_bytes: int  # all models together
-    capacity_bytes: int  # memory the machine can give models
-    headroom: float
-    ctx: int | None
-    footprints: tuple[Footprint, ...]
-    warning: str | None = None
-
-    @property
-    def resident(self) -> bool:
-        return self.mode == "resident"
-
-    @property
-    def budget_bytes(self) -> int:
-        return int(self.capacity_bytes * (1.0 - self.headroom))
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["footprints"] = [
-            {**dataclasses.asdict(f), "per_device": dict(f.per_device)} for f in self.footprints
-        ]
-        d["budget_bytes"] = self.budget_bytes
-        return d
-
-    def describe(self) -> str:
-        """Multi-line text for the CLI: the decision, then one line per model."""
-        lines = [f"Residency: {self.mode} — {self.reason}"]
-        if self.warning:
-            lines.append(f"Warning: {self.warning}")
-        for f in self.footprints:
-            est = f", est. {f.est_decode_tps:.1f} tok/s" if f.est_decode_tps else ""
-            lines.append(
-                f"  {f.label}: {_gb(f.weights_bytes)} GB weights + {_gb(f.kv_bytes)} GB KV + "
-                f"{_gb(f.compute_bytes)} GB compute = {_gb(f.total_bytes)} GB{est}"
-            )
-        return "\n".join(lines)
-
-
-def _gb(n: int) -> str:
-    v = n / GB
-    if v < 1:
-        return f"{v:.2f}"
-    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
-
-
-def _ctx_text(ctx: int | None) -> str:
-    if not ctx:
-        return ""
-    return f" at {ctx // 1024}k" if ctx % 1024 == 0 else f" at {ctx} tokens"
-
-
-def plan_residency(
-    footprints: Sequence[Footprint],
-    machine: MachineProfile,
-    ctx: int | None = None,
-    force: Literal["resident", "sequential"] | None = None,
-    headroom: float = DEFAULT_HEADROOM,
-) -> ResidencyPlan:
-    """Decide whether ``footprints`` can all stay loaded on ``machine``, and say why.
-
-    Resident when the models together fit in the usable memory less ``headroom`` and no single
-    device (a discrete GPU's VRAM) is over-committed; otherwise sequential, unless one model
-    alone does not fit, which makes the comparison impossible as planned. ``force`` overrides
-    the choice between resident and sequential (with a warning when it is risky).
-    """
-    if len(footprints) < 2:
-        raise CompareError("a comparison needs at least two models")
-    pools = {id(p): p for p in machine.pools}
-    capacity = sum(pool_capacity(p) for p in pools.values())
-    budget = int(capacity * (1.0 - headroom))
-    needed = sum(f.total_bytes for f in footprints)
-    n = len(footprints)
-    both = "both" if n == 2 else f"all {n}"
-    weights = " + ".join(_gb(f.weights_bytes) for f in footprints)
-    kv = sum(f.kv_bytes for f in footprints)
-    extra = sum(f.compute_bytes for f in footprints)
-    ctx_s = _ctx_text(ctx)
-    kept = f"{headroom * 100:.0f}% kept free"
-
-    too_big = [f for f in footprints if f.fits_alone is False or f.total_bytes > budget]
-    overloaded = _overloaded_devices(footprints, machine, headroom)
-
-    if too_big:
-        names = ", ".join(f"{f.label} needs {_gb(f.total_bytes)} GB" for f in too_big)
-        if len(too_big) == n:
-            head = "neither model fits" if n == 2 else "none of the models fits"
-        else:
-            head = f"{' and '.join(f.label for f in too_big)} does not fit even alone"
-            if len(too_big) == 1:
-                names = f"it needs {_gb(too_big[0].total_bytes)} GB"
-        reason = (
-            f"{head}: {names}{ctx_s}, but this machine can give models {_gb(budget)} GB "
-            f"({_gb(capacity)} GB, {kept}). Choose a smaller quantization or a shorter "
-            "context, or compare on a bigger machine."
-        )
-        recommended: Mode = "impossible"
-    elif needed <= budget and not overloaded:
-        reason = (
-            f"{both} fit: {weights} GB of weights + {_gb(kv)} GB KV{ctx_s}"
-            f"{f' + {_gb(extra)} GB compute' if extra >= 0.05 * GB else ''} = {_gb(needed)} GB "
-            f"of {_gb(capacity)} GB ({kept}); they stay loaded together"
-        )
-        recommended = "resident"
-    else:
-        if overloaded:
-            dev, need, cap = overloaded[0]
-            why = (
-                f"together they need {_gb(need)} GB on {dev}, which has {_gb(cap)} GB "
-                "(layers would spill and speeds would not be fair)"
-            )
-        else:
-            why = (
-                f"together they need {_gb(needed)} GB ({weights} GB of weights + {_gb(kv)} GB "
-                f"KV{ctx_s}) but this machine can give models {_gb(budget)} GB "
-                f"({_gb(capacity)} GB, {kept})"
-            )
-        alone = ", ".join(f"{f.label} {_gb(f.total_bytes)} GB" for f in footprints)
-        reason = f"one after another: {why}; each fits alone ({alone})"
-        recommended = "sequential"
-
-    mode: Mode = recommended
-    warning = None
-    if force and recommended != "impossible" and force != recommended:
-        mode = force
-        if force == "resident":
-            warning = (
-                "forced to keep all models loaded although they do not fit together with "
-                "headroom: expect swapping, spilled layers or an out-of-memory crash"
-            )
-        else:
-            warning = "forced to run one after another: each model is loaded and unloaded in turn"
-    return ResidencyPlan(
-        mode=mode,
-        recommended=recommended,
-        forced=bool(force) and force != recommended and recommended != "impossible",
-        reason=reason,
-        needed_bytes=needed,
-        capacity_bytes=capacity,
-        headroom=headroom,
-        ctx=ctx,
-        footprints=tuple(footprints),
-        warning=warning,
-    )
-
-
-def _overloaded_devices(
-    footprints: Sequence[Footprint], machine: MachineProfile, headroom: float
-) -> list[tuple[str, int, int]]:
-    """Discrete-GPU devices whose combined share exceeds their memory: (name, need, capacity)."""
-    totals: dict[str, int] = {}
-    for f in footprints:
-        for dev, b in f.per_device.items():
-            totals[dev] = totals.get(dev, 0) + b
-    out = []
-    for dev, need in totals.items():
-        pool = _pool_for_device(machine, dev)
-        if pool is None or pool.kind != "vram":
-            continue  # unified and RAM pools are covered by the total check
-        cap = pool_capacity(pool)
-        if need > cap * (1.0 - headroom):
-            out.append((pool.name.removeprefix("VRAM: "), need, cap))
-    return out
+__all__ = [  # the residency names are re-exported: callers know them as launcher.compare's
+    "DEFAULT_HEADROOM",
+    "GB",
+    "CompareModel",
+    "CompareRequest",
+    "ComparisonJob",
+    "ComparisonSession",
+    "EngineLike",
+    "Footprint",
+    "Mode",
+    "ModelFailed",
+    "ModelLoading",
+    "ModelReady",
+    "ModelUnloaded",
+    "Planned",
+    "Progress",
+    "ResidencyPlan",
+    "RunDone",
+    "RunStarted",
+    "RunToken",
+    "SessionDone",
+    "make_labels",
+    "plan_residency",
+    "pool_capacity",
+]
 
 
 # ---------------------------------------------------------------------------- session
-
-
-class EngineLike(Protocol):
-    """What a comparison needs from ``launcher.engine.EngineClient``."""
-
-    def load(self, path: str | Path, params: Any) -> Loaded: ...
-
-    def chat(self, messages: list[dict[str, str]], sampling: Sampling) -> Iterator[Any]: ...
-
-    def cancel(self) -> None: ...
-
-    def unload(self) -> None: ...
-
-
-@dataclass
-class CompareModel:
-    """One model to compare: a label, the file to load, how to load it, what was estimated."""
-
-    label: str
-    path: Path
-    params: EngineParams
-    footprint: Footprint | None = None
-    source: str | None = None
 
 
 # Events the session yields (plain data; the UI relays them as signals).
@@ -390,9 +124,23 @@ class ModelFailed:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """After each answer: answers finished (resumed ones included) of all, and an estimate of
+    the time left from this session's pace (None before its first answer)."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
 class SessionDone:
+    """The last event. ``complete`` is False when it was stopped: ``--resume`` finishes it."""
+
     result: ComparisonResult
     saved_to: Path | None
+    complete: bool = True
 
 
 CompareEvent = (
@@ -403,22 +151,9 @@ CompareEvent = (
     | RunToken
     | RunDone
     | ModelFailed
+    | Progress
     | SessionDone
 )
-
-
-def make_labels(names: Sequence[str]) -> list[str]:
-    """Short unique labels from file names or ids (``gemma-3-270m``, ``tiny-llama (2)``)."""
-    out: list[str] = []
-    for name in names:
-        base = (
-            Path(name).name.removesuffix(".gguf") if "/" in name or name.endswith(".gguf") else name
-        )
-        label, k = base, 2
-        while label in out:
-            label, k = f"{base} ({k})", k + 1
-        out.append(label)
-    return out
 
 
 class ComparisonSession:
@@ -443,6 +178,8 @@ class ComparisonSession:
         save: bool = True,
         machine_name: str | None = None,
         rng: random.Random | None = None,
+        previous: ComparisonResult | None = None,
+        request: dict[str, Any] | None = None,
     ) -> None:
         if len(models) < 2:
             raise CompareError("a comparison needs at least two models")
@@ -461,7 +198,7 @@ class ComparisonSession:
         self.concurrent = concurrent
         self.paths = paths
         self.save = save
-        self._factory = client_factory or _default_client_factory
+        self._factory = client_factory or default_client_factory
         self._clients: dict[str, EngineLike] = {}
         self._loaded: dict[str, Loaded] = {}
         self._unloadable: set[str] = set()  # models whose load failed: not retried
@@ -488,9 +225,38 @@ class ComparisonSession:
             residency=residency.to_json(),
             concurrent=concurrent,
             machine=machine_name,
+            request=dict(request or {}),
         )
         if blind:
             self.result.assign_blind_letters(rng)
+        if previous is not None:
+            self._adopt(previous)
+
+    def _adopt(self, previous: ComparisonResult) -> None:
+        """Resume ``previous``: its id, prompts, letters, votes and finished answers are kept;
+        only the answers it lacks (or that were cut short) are asked for again."""
+        if previous.labels != self.result.labels:
+            raise CompareError(
+                f"cannot resume: the saved comparison has {', '.join(previous.labels)}, "
+                f"this one {', '.join(self.result.labels)}"
+            )
+        fresh = self.result
+        self.result = copy.deepcopy(previous)
+        self.result.finished = None
+        self.result.residency = fresh.residency
+        self.result.machine = fresh.machine or previous.machine
+        for entry, new in zip(self.result.models, fresh.models, strict=True):
+            entry.path = new.path
+            entry.est_decode_tps = new.est_decode_tps
+            entry.est_prefill_tps = new.est_prefill_tps
+        self.result.runs = [r for r in self.result.runs if r.finished]
+
+    def _done(self, label: str, prompt_id: str) -> bool:
+        run = self.result.run_for(label, prompt_id)
+        return run is not None and run.finished
+
+    def _todo(self, model: CompareModel) -> list[Any]:
+        return [p for p in self.suite.prompts if not self._done(model.label, p.id)]
 
     # -------------------------------------------------------------- control
     def cancel(self) -> None:
@@ -502,24 +268,52 @@ class ComparisonSession:
 
     # -------------------------------------------------------------- running
     def run(self) -> Iterator[CompareEvent]:
-        """Run the whole comparison, yielding events; the last one is :class:`SessionDone`."""
+        """Run the whole comparison, yielding events; the last one is :class:`SessionDone`.
+
+        The result is saved atomically after every answer (and a :class:`Progress` event
+        follows it), so a comparison stopped by Ctrl-C, a closed app or a crash keeps every
+        finished answer and can be resumed (``ComparisonJob(..., resume=saved)``).
+        """
+        total = len(self.models) * len(self.suite.prompts)
+        start = time.monotonic()
+        answered = 0
+        saved: Path | None = None
         try:
-            if self.residency.resident:
-                yield from self._run_resident()
-            else:
-                yield from self._run_sequential()
+            inner = self._run_resident() if self.residency.resident else self._run_sequential()
+            for ev in inner:
+                if isinstance(ev, RunDone):  # on disk before anyone hears of it
+                    saved = self._checkpoint() or saved
+                yield ev
+                if isinstance(ev, RunDone):
+                    answered += 1
+                    elapsed = time.monotonic() - start
+                    done = self._finished_count()
+                    eta = elapsed / answered * max(0, total - done)
+                    yield Progress(done, total, elapsed, eta)
         finally:
             for label in list(self._clients):
                 self._close(label)
-        self.result.finished = dt_now()
-        saved = self.result.save(self.paths) if self.save else None
-        yield SessionDone(self.result, saved)
+        complete = self._finished_count() >= total and not self._cancel.is_set()
+        self.result.finished = dt_now() if complete else None
+        saved = self._checkpoint() or saved
+        yield SessionDone(self.result, saved, complete)
+
+    def _finished_count(self) -> int:
+        with self._lock:
+            return sum(1 for r in self.result.runs if r.finished)
+
+    def _checkpoint(self) -> Path | None:
+        """Save the result as it stands (atomic: the old file or the new one, never torn)."""
+        if not self.save:
+            return None
+        with self._lock:
+            return self.result.save(self.paths)
 
     def _run_sequential(self) -> Iterator[CompareEvent]:
         for model in self.models:
             if self._cancel.is_set():
                 break
-            for prompt in self.suite.prompts:
+            for prompt in self._todo(model):
                 if self._cancel.is_set():
                     break
                 if (yield from self._ensure_loaded(model)):
@@ -533,12 +327,15 @@ class ComparisonSession:
         for model in self.models:
             if self._cancel.is_set():
                 return
-            yield from self._ensure_loaded(model)
+            if self._todo(model):  # a resumed model with nothing left is not loaded
+                yield from self._ensure_loaded(model)
         for prompt in self.suite.prompts:
             live = []
             for model in self.models:
                 if self._cancel.is_set():
                     return
+                if self._done(model.label, prompt.id):
+                    continue
                 # A crashed host is started again for the next prompt, so one bad prompt does
                 # not lose the rest of the suite; a model that failed to load is not retried.
                 if not (yield from self._ensure_loaded(model)):
@@ -566,7 +363,7 @@ class ComparisonSession:
         yield ModelLoading(model.label)
         client = self._clients.get(model.label)
         if client is None:
-            client = _remote_client(model, self.paths) or self._factory()
+            client = remote_client(model, self.paths) or self._factory()
             self._clients[model.label] = client
         entry = self.result.model(model.label)
         try:
@@ -601,11 +398,12 @@ class ComparisonSession:
         self.result.model(label).unload_s = dt
         return dt
 
-    def _messages(self, prompt: Any) -> list[dict[str, str]]:
-        msgs = []
+    def _messages(self, prompt: Any) -> list[dict[str, Any]]:
+        if hasattr(prompt, "messages"):
+            return list(prompt.messages())
+        msgs: list[dict[str, Any]] = []
         if prompt.system:
             msgs.append({"role": "system", "content": prompt.system})
-        msgs.extend(dict(m) for m in getattr(prompt, "history", ()))
         msgs.append({"role": "user", "content": prompt.text})
         return msgs
 
@@ -615,6 +413,7 @@ class ComparisonSession:
             changes["max_tokens"] = prompt.max_tokens
         if getattr(prompt, "tools", ()):
             changes["tools"] = tuple(prompt.tools)
+            changes["tool_choice"] = getattr(prompt, "tool_choice", "auto")
         schema = prompt.json_schema() if hasattr(prompt, "json_schema") else None
         if schema is not None:
             changes["json_schema"] = schema
@@ -808,64 +607,6 @@ def dt_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _remote_client(model: CompareModel, paths: AppPaths | None) -> EngineLike | None:
-    """A ``RemoteEngineClient`` for a ``remote:NAME/MODEL`` model, else None."""
-    from launcher.remotes import is_remote_spec
-
-    if not is_remote_spec(str(model.path)):
-        return None
-    from launcher.engine.remote import RemoteEngineClient
-
-    return RemoteEngineClient(paths=paths)
-
-
-def _default_client_factory() -> EngineLike:
-    from launcher.engine import EngineClient
-
-    client: EngineLike = EngineClient()
-    return client
-
-
-# ---------------------------------------------------------------------------- requests
-
-
-@dataclass(frozen=True)
-class CompareRequest:
-    """What the user asked for, from the CLI or the Compare view."""
-
-    models: tuple[str, ...]  # GGUF paths or catalog ids (``qwen3-32b:Q4_K_M``)
-    prompt: str | None = None
-    suite: str | None = None
-    ctx: int = 4096
-    machine: str | None = None  # ``--machine`` spec; None: this machine
-    force: Literal["resident", "sequential"] | None = None
-    concurrent: bool = False
-    blind: bool = False
-    sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.0, max_tokens=256))
-    seed: int = 1234
-    kv_type: str = "f16"
-    headroom: float = DEFAULT_HEADROOM
-    limit: int | None = None  # only the first N prompts of the suite
-    max_tokens_cap: int | None = None  # caps every prompt's own max_tokens too
-
-    def prompt_suite(self) -> PromptSuite:
-        if self.suite:
-            suite = load_suite(self.suite).head(self.limit)
-            if self.max_tokens_cap:
-                cap = self.max_tokens_cap
-                suite = dataclasses.replace(
-                    suite,
-                    prompts=tuple(
-                        dataclasses.replace(p, max_tokens=min(p.max_tokens or cap, cap))
-                        for p in suite.prompts
-                    ),
-                )
-            return suite
-        if not self.prompt or not self.prompt.strip():
-            raise CompareError("give a prompt (--prompt) or a prompt suite (--suite)")
-        return single_prompt(self.prompt, self.sampling.max_tokens)
-
-
 @dataclass(frozen=True)
 class Planned:
     """First event of a job: the residency decision, before anything loads."""
@@ -888,8 +629,10 @@ class ComparisonJob:
         save: bool = True,
         rng: random.Random | None = None,
         machine: MachineProfile | None = None,
+        resume: ComparisonResult | None = None,
     ) -> None:
         self.request = request
+        self.resume = resume  # a saved, unfinished comparison to finish
         self.machine = machine  # None: resolved from request.machine (probing this one)
         self.paths = paths
         self.client_factory = client_factory
@@ -903,10 +646,36 @@ class ComparisonJob:
         if self.session is not None:
             self.session.cancel()
 
-    def run(self) -> Iterator[Planned | CompareEvent]:
-        from launcher.compare_models import prepare
+    @classmethod
+    def resuming(
+        cls, saved: ComparisonResult, paths: AppPaths | None = None, **kwargs: Any
+    ) -> ComparisonJob:
+        """A job that finishes ``saved`` (an unfinished comparison) with the request it was
+        started with; its finished answers are kept, not asked again."""
+        if not saved.request:
+            raise CompareError(
+                "this comparison was saved by an older version and does not say how it was "
+                "started, so it cannot be resumed; start it again"
+            )
+        return cls(CompareRequest.from_json(saved.request), paths, resume=saved, **kwargs)
 
-        suite = self.request.prompt_suite()
+    def _suite(self) -> PromptSuite:
+        """The request's prompts; when resuming, the saved prompts (the suite file may have
+        changed since, and the answers kept belong to these)."""
+        if self.resume is None:
+            return self.request.prompt_suite()
+        try:
+            return PromptSuite.from_json(
+                {"prompts": self.resume.prompts}, self.resume.suite or "prompt"
+            )
+        except (SuiteError, KeyError, TypeError, ValueError):
+            wanted = {p["id"] for p in self.resume.prompts}
+            suite = self.request.prompt_suite()
+            prompts = tuple(p for p in suite.prompts if p.id in wanted)
+            return dataclasses.replace(suite, prompts=prompts)
+
+    def run(self) -> Generator[Planned | CompareEvent, None, None]:
+        suite = self._suite()
         prepared = prepare(self.request, self.paths, self.machine)
         for m in prepared.models:
             if m.path is None:
@@ -927,6 +696,8 @@ class ComparisonJob:
             save=self.save,
             machine_name=prepared.machine_name,
             rng=self.rng,
+            previous=self.resume,
+            request=self.request.to_json(),
         )
         self.session = session
         yield Planned(

@@ -3,7 +3,7 @@
 Nothing loads here. Each model given as a GGUF path or a catalog id (``qwen3-32b:Q4_K_M``) is
 turned into a ``ModelSummary`` (the GGUF header, or the catalog's offline numbers), planned on
 the chosen machine at the requested context (``launcher.estimate.plan``), and the plans feed
-:func:`launcher.compare.plan_residency`. ``compare --plan-only`` prints exactly this, which
+:func:`launcher.compare_plan.plan_residency`. ``compare --plan-only`` prints exactly this, which
 is why it works for reference machines and for models not downloaded yet.
 """
 
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.compare import (
+from launcher.compare_plan import (
     CompareModel,
     CompareRequest,
+    EngineLike,
     Footprint,
     ResidencyPlan,
     make_labels,
@@ -161,9 +162,7 @@ def prepare_judge(
 
 def load_judge(model: CompareModel, paths: AppPaths | None = None) -> Any:
     """Start the judge's engine (a model host, or a remote server's client) and load it."""
-    from launcher.compare import _default_client_factory, _remote_client
-
-    client = _remote_client(model, paths) or _default_client_factory()
+    client = remote_client(model, paths) or default_client_factory()
     try:
         client.load(model.path, model.params)
     except BaseException:
@@ -171,4 +170,23 @@ def load_judge(model: CompareModel, paths: AppPaths | None = None) -> Any:
         if callable(close):
             close()
         raise
+    return client
+
+
+def remote_client(model: CompareModel, paths: AppPaths | None) -> EngineLike | None:
+    """A ``RemoteEngineClient`` for a ``remote:NAME/MODEL`` model, else None."""
+    from launcher.remotes import is_remote_spec
+
+    if not is_remote_spec(str(model.path)):
+        return None
+    from launcher.engine.remote import RemoteEngineClient
+
+    return RemoteEngineClient(paths=paths)
+
+
+def default_client_factory() -> EngineLike:
+    """A new model host client (one process per model)."""
+    from launcher.engine import EngineClient
+
+    client: EngineLike = EngineClient()
     return client

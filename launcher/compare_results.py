@@ -81,6 +81,11 @@ class RunResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def finished(self) -> bool:
+        """Answered to the end (not stopped half-way, no error): a resume does not redo it."""
+        return self.error is None and self.stop_reason != "cancelled"
+
 
 @dataclass
 class Vote:
@@ -172,8 +177,20 @@ class ComparisonResult:
     finished: str | None = None
     judge: str | None = None  # the judge model's label, when one graded the replies
     judge_verdicts: list[JudgeVerdict] = field(default_factory=list)
+    #: The ``CompareRequest`` it was started with (JSON): what ``--resume`` runs again.
+    request: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ lookups
+    @property
+    def complete(self) -> bool:
+        """Every answer is in (``finished`` is set); False for a stopped or crashed run."""
+        return self.finished is not None
+
+    def progress(self) -> tuple[int, int]:
+        """(answers finished, answers in all) — models × prompts."""
+        done = sum(1 for r in self.runs if r.finished)
+        return done, len(self.models) * len(self.prompts)
+
     @property
     def labels(self) -> list[str]:
         return [m.label for m in self.models]
@@ -520,6 +537,19 @@ def _interval(s: ModelSummary) -> str:
 def _quote(text: str) -> str:
     body = text if len(text) <= 4000 else text[:4000] + " …"
     return "\n".join("> " + line for line in body.splitlines()) or "> "
+
+
+def unfinished_comparisons(paths: AppPaths | None = None) -> list[tuple[Path, ComparisonResult]]:
+    """Saved comparisons that were stopped before the end and can be resumed, newest first."""
+    out = []
+    for path in saved_comparisons(paths):
+        try:
+            result = ComparisonResult.load(path)
+        except CompareError:
+            continue
+        if not result.complete and result.request:
+            out.append((path, result))
+    return out
 
 
 def saved_comparisons(paths: AppPaths | None = None) -> list[Path]:

@@ -58,6 +58,21 @@ class SuitePrompt:
     #: Earlier turns of the conversation (``{"role": "user"|"assistant", "content"}``), sent
     #: between the system prompt and ``text``.
     history: tuple[dict[str, str], ...] = ()
+    #: The exact messages to send, when the prompt replays recorded API traffic (tool calls
+    #: and tool results included); ``system``/``history``/``text`` are then for display only.
+    conversation: tuple[dict[str, Any], ...] = ()
+    tool_choice: str = "auto"  # auto, none, required or a tool's name (``Sampling.tool_choice``)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """What the models are sent: the system prompt, earlier turns, then this turn."""
+        if self.conversation:
+            return [dict(m) for m in self.conversation]
+        out: list[dict[str, Any]] = []
+        if self.system:
+            out.append({"role": "system", "content": self.system})
+        out.extend(dict(m) for m in self.history)
+        out.append({"role": "user", "content": self.text})
+        return out
 
     @property
     def all_checks(self) -> tuple[AnyCheck, ...]:
@@ -90,6 +105,10 @@ class SuitePrompt:
             out["response_format"] = self.response_format
         if self.history:
             out["history"] = [dict(m) for m in self.history]
+        if self.conversation:
+            out["conversation"] = [dict(m) for m in self.conversation]
+        if self.tool_choice != "auto":
+            out["tool_choice"] = self.tool_choice
         return out
 
     @classmethod
@@ -102,7 +121,7 @@ class SuitePrompt:
             raise SuiteError(f"prompt {data.get('id')!r} has no text")
         known = {
             "id", "text", "prompt", "text_file", "check", "checks", "system", "max_tokens",
-            "tools", "response_format", "history",
+            "tools", "response_format", "history", "conversation", "tool_choice",
         }  # fmt: skip
         unknown = sorted(set(data) - known)
         if unknown:
@@ -135,6 +154,8 @@ class SuitePrompt:
             tools=tools,
             response_format=dict(response_format) if response_format else None,
             history=_history(data.get("history") or []),
+            conversation=_conversation(data.get("conversation") or []),
+            tool_choice=_tool_choice(data.get("tool_choice"), tools),
         )
 
 
@@ -154,6 +175,33 @@ def _history(turns: Any) -> tuple[dict[str, str], ...]:
             raise SuiteError(f"earlier turn {i}: 'content' must be text")
         out.append({"role": str(m["role"]), "content": m["content"]})
     return tuple(out)
+
+
+def _tool_choice(choice: Any, tools: Sequence[Mapping[str, Any]]) -> str:
+    """``auto`` (default), ``none``, ``required`` or one of the tools' names; OpenAI's
+    ``{"type": "function", "function": {"name": ...}}`` form is accepted too."""
+    if choice is None:
+        return "auto"
+    if isinstance(choice, Mapping):
+        fn = choice.get("function")
+        choice = fn.get("name") if isinstance(fn, Mapping) else choice.get("name")
+    names = [str(t["name"]) for t in tools]
+    if choice in ("auto", "none", "required") or choice in names:
+        return str(choice)
+    raise SuiteError(f"'tool_choice' must be auto, none, required or one of the tools: {names}")
+
+
+CONVERSATION_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+def _conversation(messages: Any) -> tuple[dict[str, Any], ...]:
+    """Recorded messages, checked only for shape (the engine takes OpenAI's message form)."""
+    if not isinstance(messages, list):
+        raise SuiteError("'conversation' must be a list of messages")
+    for i, m in enumerate(messages, start=1):
+        if not isinstance(m, Mapping) or m.get("role") not in CONVERSATION_ROLES:
+            raise SuiteError(f"message {i} of the conversation has no known role")
+    return tuple(dict(m) for m in messages)
 
 
 def _from_messages(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -265,7 +313,9 @@ def suite_names(folder: Path = SUITES_DIR) -> list[str]:
 
 
 def load_suite(name_or_path: str | Path, folder: Path = SUITES_DIR) -> PromptSuite:
-    """Load a suite by name (``coding``, ``humaneval``) or by path to a JSON or JSONL file."""
+    """Load a suite by name (``coding``, ``humaneval``) or by path to a JSON or JSONL file.
+    (The user's own workloads, ``chats``, ``api-log`` and ``folder:PATH``, are
+    ``launcher.compare_workloads``'s; ``CompareRequest.prompt_suite`` takes both.)"""
     if str(name_or_path) == "humaneval" and folder == SUITES_DIR:
         from launcher.compare_humaneval import humaneval_suite
 

@@ -7,8 +7,12 @@ answers "32B + 70B on a DGX Spark" from any computer. Without it, the models run
 ``--prompt`` or ``--suite``, replies stream to the terminal, and the result is saved and
 printed as a table (or as Markdown / JSON). ``--suite`` takes a bundled suite's name,
 ``humaneval`` (the 164 HumanEval problems, pass@1 with greedy decoding; ``--limit N`` runs the
-first N) or a suite file (``.jsonl``, one prompt per line, see README). ``--judge MODEL`` has a
-third model grade A against B blind, in both orders, after the run. The JSON uses ``bench
+first N), a suite file (``.jsonl``, one prompt per line, see README) or the user's own work:
+``chats`` (saved conversations, each user turn in context), ``api-log`` (recorded local API
+requests, replayed) or ``folder:PATH`` (one prompt per document, ``--template``). ``--judge
+MODEL`` has a third model grade A against B blind, in both orders, after the run. The result is
+saved after every answer; Ctrl-C stops, and ``--resume ID`` (or ``--resume`` for the latest)
+finishes it later without asking the finished answers again. The JSON uses ``bench
 --json``'s names for speeds (``decode_tokens_per_s``, ``prefill_tokens_per_s``, ``ttft_s``).
 """
 
@@ -27,13 +31,15 @@ from launcher.compare import (
     ModelReady,
     ModelUnloaded,
     Planned,
+    Progress,
     RunDone,
     RunStarted,
     RunToken,
     SessionDone,
 )
-from launcher.compare_results import CompareError, ComparisonResult
+from launcher.compare_results import CompareError, ComparisonResult, unfinished_comparisons
 from launcher.compare_suites import suite_names
+from launcher.compare_workloads import WORKLOADS
 from launcher.engine.events import Sampling
 
 
@@ -44,13 +50,26 @@ def register(subparsers: Any) -> None:
         description="Compare two or more models (GGUF paths or catalog ids like "
         "qwen3-32b:Q4_K_M) on one prompt or a prompt suite, with the same sampling and seed.",
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help="GGUF path or catalog id")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="GGUF path or catalog id")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--prompt", help="one prompt to send to every model")
     what.add_argument(
         "--suite",
         metavar="NAME|FILE",
-        help=f"a prompt suite: {', '.join(suite_names())}, or a .jsonl suite file",
+        help=f"a prompt suite: {', '.join(suite_names())}, a .jsonl suite file, or your own "
+        f"work: {', '.join(WORKLOADS)}",
+    )
+    p.add_argument(
+        "--template",
+        metavar="TEXT",
+        help="with --suite folder:PATH: the prompt for each document, with {text} (and {name})",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="ID",
+        help="finish a stopped comparison (its id, or the latest one when no id is given)",
     )
     p.add_argument("--limit", type=int, metavar="N", help="only the first N prompts of the suite")
     p.add_argument(
@@ -100,6 +119,14 @@ def register(subparsers: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     from launcher.compare_models import prepare
 
+    if args.resume:
+        if args.models or args.prompt or args.suite:
+            raise CompareError("--resume takes the models and prompts it was started with")
+        return _run(args, *_resume_job(args.resume))
+    if len(args.models) < 2:
+        raise CompareError("compare needs at least two models (paths or catalog ids)")
+    if args.template and not (args.suite or "").startswith("folder:"):
+        raise CompareError("--template is for a folder of documents (--suite folder:PATH)")
     request = CompareRequest(
         models=tuple(args.models),
         prompt=args.prompt,
@@ -113,6 +140,7 @@ def handler(args: argparse.Namespace) -> int:
         kv_type=args.kv_type,
         limit=args.limit,
         max_tokens_cap=args.max_tokens,
+        template=args.template,
     )
     if args.limit is not None and not args.suite:
         raise CompareError("--limit needs a prompt suite (--suite)")
@@ -148,21 +176,57 @@ def handler(args: argparse.Namespace) -> int:
         return 1 if plan.mode == "impossible" else 0
 
     request.prompt_suite()  # a missing prompt is reported before anything loads
+    return _run(args, request, ComparisonJob(request))
+
+
+def _resume_job(which: str) -> tuple[CompareRequest, ComparisonJob]:
+    """The job that finishes the stopped comparison ``which`` (an id, or ``latest``)."""
+    stopped = unfinished_comparisons()
+    if which != "latest":
+        stopped = [(p, r) for p, r in stopped if r.id == which or p.stem == which]
+    if not stopped:
+        what = "no stopped comparison" if which == "latest" else f"no stopped comparison {which}"
+        raise CompareError(f"there is {what} to resume (finished ones are complete)")
+    _path, saved = stopped[0]
+    job = ComparisonJob.resuming(saved)
+    return job.request, job
+
+
+def _run(args: argparse.Namespace, request: CompareRequest, job: ComparisonJob) -> int:
     quiet = args.json or args.markdown
-    job = ComparisonJob(request)
     result: ComparisonResult | None = None
     saved = None
+    complete = True
+    if args.judge and len(request.models) != 2:
+        raise CompareError("--judge compares exactly two models")
+    events = job.run()
     try:
-        for ev in job.run():
+        for ev in events:
             if isinstance(ev, SessionDone):
-                result, saved = ev.result, ev.saved_to
+                result, saved, complete = ev.result, ev.saved_to, ev.complete
             elif not quiet:
                 _print_event(ev)
     except KeyboardInterrupt:
         job.cancel()
-        raise
+        events.close()  # ends the model hosts now (the session's cleanup)
+        session = job.session
+        if session is not None:
+            done, total = session.result.progress()
+            print(
+                f"\nStopped: {done} of {total} answers are saved. Finish it later with: "
+                f"spark-launcher compare --resume {session.result.id}",
+                file=sys.stderr,
+            )
+        return 130
     assert result is not None
-    if args.judge:
+    if not complete:
+        done, total = result.progress()
+        print(
+            f"Stopped: {done} of {total} answers are saved; resume with "
+            f"spark-launcher compare --resume {result.id}",
+            file=sys.stderr,
+        )
+    if args.judge and complete:
         _run_judge(args, request, result, quiet)
         if saved:
             result.save(to=saved)
@@ -231,6 +295,17 @@ def _print_event(ev: object) -> None:
             print(f"\n  ({r.decode_tps or 0:.1f} tok/s, TTFT {r.ttft_s or 0:.2f} s){check}")
     elif isinstance(ev, ModelFailed):
         print(f"\n[{ev.label}] error: {ev.message}", file=sys.stderr)
+    elif isinstance(ev, Progress) and ev.total > 1:
+        left = f", about {_duration(ev.eta_s)} left" if ev.eta_s and ev.done < ev.total else ""
+        print(f"  [{ev.done}/{ev.total} answers{left}]", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    """ "45 s", "12 min", "2 h 05 min"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _print_summary(result: ComparisonResult) -> None:

@@ -188,7 +188,7 @@ def test_a_remote_model_is_sent_the_prompts_tools_and_formats(
     import launcher.compare as compare
     from launcher.compare import CompareModel, Footprint
 
-    monkeypatch.setattr(compare, "_remote_client", lambda model, paths: None)
+    monkeypatch.setattr(compare, "remote_client", lambda model, paths: None)
     suite = load_suite(readme_suite(tmp_path)).head(6)  # capital ... weather
     engine = ScriptedEngine({p.text: ("paris", ()) for p in suite.prompts})
     models = [
