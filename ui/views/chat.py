@@ -6,6 +6,11 @@ is in the window, while one streams), Ctrl+R asks again; the window adds Ctrl+N 
 Ctrl+L (the message box). Under each reply: its metrics and the estimate the model was checked
 against. A model with no chat template (the bundled starter) gets a note above the transcript
 saying what it is, with a button to the model recommended for this machine.
+
+Tools: the "Tools" button opens a panel listing the saved MCP servers and their tools with
+on/off switches for this chat, the rounds per message, whether the first reply must call a
+tool, and a call's time limit. Each call the model makes waits under the transcript for
+Allow once / Always allow / Deny; Esc stops the turn there too.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from ui.models.conversations import ConversationListModel
 from ui.models.library import LocalModelModel, LocalModelRole
 from ui.widgets.chat_input import ChatInput
 from ui.widgets.elided_label import ElidedLabel
-from ui.widgets.transcript import TranscriptView
+from ui.widgets.tools_panel import ApprovalBar, ToolsPanel
+from ui.widgets.transcript import TranscriptView, call_arguments
 
 # Below this many parameters a model is a toy: say so plainly.
 TINY_PARAMS = 1_000_000_000
@@ -130,6 +136,15 @@ class ChatView(QWidget):
         bar.addWidget(QLabel("Preset:"))
         bar.addWidget(self.preset_picker)
         bar.addWidget(self.system_toggle)
+        self.tools_toggle = QToolButton()
+        self.tools_toggle.setText("Tools: off")
+        self.tools_toggle.setCheckable(True)
+        self.tools_toggle.setToolTip("MCP tools this chat's model may call, with your approval")
+        self.tools_toggle.setVisible(session.tools_available)
+        bar.addWidget(self.tools_toggle)
+        self.tools_panel = ToolsPanel()
+        self.tools_panel.setVisible(False)
+        self.approval_bar = ApprovalBar()
 
         self.system_prompt = QPlainTextEdit()
         self.system_prompt.setMaximumHeight(80)
@@ -173,8 +188,10 @@ class ChatView(QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addLayout(bar)
         right_layout.addWidget(self.system_prompt)
+        right_layout.addWidget(self.tools_panel)
         right_layout.addWidget(self.model_note_box)
         right_layout.addWidget(self.transcript, 1)
+        right_layout.addWidget(self.approval_bar)
         right_layout.addLayout(bottom)
 
         # The conversation list keeps its width (the user may drag it); the transcript takes
@@ -201,6 +218,10 @@ class ChatView(QWidget):
         self.regenerate_button.clicked.connect(self._on_regenerate)
         self.preset_picker.currentTextChanged.connect(session.set_preset)
         self.system_toggle.toggled.connect(self.system_prompt.setVisible)
+        self.tools_toggle.toggled.connect(self._on_tools_toggled)
+        self.tools_panel.tools_edited.connect(session.set_tools)
+        self.tools_panel.refresh_requested.connect(self._refresh_tools)
+        self.approval_bar.answered.connect(session.answer_call)
         # Saved once typing pauses, not on every keystroke.
         self._system_prompt_timer = QTimer(self)
         self._system_prompt_timer.setSingleShot(True)
@@ -236,10 +257,52 @@ class ChatView(QWidget):
         session.load_progressed.connect(lambda f: self.load_progress.setValue(int(f * 100)))
         session.error_reported.connect(self.show_error)
         session.safe_settings_offered.connect(self._on_safe_settings_offered)
+        session.tools_changed.connect(self._on_tools_changed)
+        session.tool_catalog_changed.connect(self._on_tool_catalog)
+        session.approval_requested.connect(self._on_approval_requested)
+        session.tool_call_state_changed.connect(self._on_tool_call_state)
+        session.round_ended.connect(self.transcript.end_round)
 
         self.conversations.set_items(session.list_conversations())
         self._show_conversation(session.conversation)
+        self._on_tools_changed(session.conversation.tools)
         self._on_model_state(session.state, session.model_name)
+
+    # ------------------------------------------------------------------ tools
+    def _on_tools_toggled(self, shown: bool) -> None:
+        self.tools_panel.setVisible(shown)
+        if shown:
+            self._refresh_tools()
+
+    def _refresh_tools(self) -> None:
+        self.tools_panel.set_status("Reading the saved MCP servers; those on start to list tools…")
+        self.session.refresh_tools()
+
+    def _on_tools_changed(self, tools: Any) -> None:
+        if tools != self.tools_panel.tools:  # another chat (not the panel's own edit)
+            self.tools_panel.show_tools(tools)
+            listed = {e.name for e in self.session.tool_catalog if e.listed}
+            if self.tools_panel.isVisible() and set(tools.servers) - listed:
+                self._refresh_tools()
+        self.tools_toggle.setText(self.tools_panel.summary())
+
+    def _on_tool_catalog(self, catalog: Any) -> None:
+        self.tools_panel.set_catalog(catalog)
+        self.tools_toggle.setText(self.tools_panel.summary())
+
+    def _on_approval_requested(self, call: Any, tool: Any) -> None:
+        self.approval_bar.ask(
+            call.name, call_arguments(call.arguments), getattr(tool, "server", "") or ""
+        )
+        self.model_status.setText(f"{call.name} waits for your approval (Esc stops)")
+        self.transcript.set_call_state(call.id, "approval")
+
+    def _on_tool_call_state(self, call_id: str, state: str) -> None:
+        self.transcript.set_call_state(call_id, state)
+        if self.session.pending_call is None:
+            self.approval_bar.close_question()
+        if state == "running":
+            self.model_status.setText("A tool is running… (Esc stops)")
 
     def _on_safe_settings_offered(self, message: str) -> None:
         """Show (or, with an empty message, hide) the one-click safe-settings reload."""
@@ -323,6 +386,7 @@ class ChatView(QWidget):
             self.conversation_list.clearSelection()
 
     def _on_reply_ended(self, msg: ChatMessage) -> None:
+        self.approval_bar.close_question()
         self.transcript.end_reply(msg)
         self._on_model_state(self.session.state, self.session.model_name)
 
