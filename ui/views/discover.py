@@ -306,7 +306,7 @@ class DiscoverView(QWidget):
     def _on_entered(self, index: QModelIndex) -> None:
         self.candidate_hovered.emit(self._row_at(index))
 
-    def leaveEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+    def leaveEvent(self, event) -> None:
         self.candidate_hovered.emit(self.selected())
         super().leaveEvent(event)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, SignalInstance
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -256,10 +256,10 @@ class LibraryView(QWidget):
         if confirm(self, "Delete set-aside file", text):
             self.delete_set_aside_requested.emit(row.path)
 
-    def _on_download_action(self, signal: Signal) -> None:
+    def _on_download_action(self, signal: SignalInstance) -> None:
         selected = self._selected_download()
         if selected:
-            signal.emit(selected[0])  # type: ignore[attr-defined]
+            signal.emit(selected[0])
 
     def _refresh(self, *_args: object) -> None:
         rows = self.local_models.rows()

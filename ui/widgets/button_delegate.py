@@ -33,10 +33,10 @@ class ButtonDelegate(QStyledItemDelegate):
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         button = QStyleOptionButton()
-        button.rect = self._button_rect(option.rect)  # type: ignore[attr-defined]
-        button.text = str(index.data() or "")  # type: ignore[attr-defined]
-        button.state = QStyle.StateFlag.State_Enabled | QStyle.StateFlag.State_Raised  # type: ignore[attr-defined]
-        widget = option.widget  # type: ignore[attr-defined]
+        button.rect = self._button_rect(option.rect)
+        button.text = str(index.data() or "")
+        button.state = QStyle.StateFlag.State_Enabled | QStyle.StateFlag.State_Raised
+        widget = option.widget
         style = widget.style() if widget is not None else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_PushButton, button, painter, widget)
 
@@ -44,13 +44,16 @@ class ButtonDelegate(QStyledItemDelegate):
         hint = super().sizeHint(option, index)
         return QSize(max(hint.width() + 24, 110), max(hint.height(), 28))
 
-    def editorEvent(self, event: QEvent, model, option: QStyleOptionViewItem, index: Index) -> bool:  # type: ignore[no-untyped-def]
+    def editorEvent(self, event: QEvent, model, option: QStyleOptionViewItem, index: Index) -> bool:
         if (
             event.type() == QEvent.Type.MouseButtonRelease
             and isinstance(event, QMouseEvent)
             and event.button() == Qt.MouseButton.LeftButton
-            and self._button_rect(option.rect).contains(event.position().toPoint())  # type: ignore[attr-defined]
+            and self._button_rect(option.rect).contains(event.position().toPoint())
         ):
-            self.clicked.emit(QModelIndex(index))
+            if isinstance(index, QModelIndex):
+                self.clicked.emit(index)
+            else:  # a persistent index: the plain index it stands for now
+                self.clicked.emit(index.model().index(index.row(), index.column(), index.parent()))
             return True
         return super().editorEvent(event, model, option, index)

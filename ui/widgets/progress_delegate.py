@@ -36,18 +36,18 @@ class DownloadDelegate(QStyledItemDelegate):
         row = index.data(DownloadRole.ROW)
         if row is None:
             return
-        rect: QRect = option.rect  # type: ignore[attr-defined]
-        widget = option.widget  # type: ignore[attr-defined]
-        palette: QPalette = option.palette  # type: ignore[attr-defined]
+        rect: QRect = option.rect
+        widget = option.widget
+        palette: QPalette = option.palette
         style = widget.style() if widget is not None else QApplication.style()
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)  # type: ignore[attr-defined]
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
         painter.save()
         if selected:
             painter.fillRect(rect, palette.highlight())
             painter.setPen(palette.color(QPalette.ColorRole.HighlightedText))
         else:
             painter.setPen(palette.color(QPalette.ColorRole.Text))
-        line_h = option.fontMetrics.height()  # type: ignore[attr-defined]
+        line_h = option.fontMetrics.height()
         text_rect = QRect(rect.left() + 8, rect.top() + 4, rect.width() - 16, line_h)
         font = painter.font()
         font.setBold(True)
@@ -60,27 +60,25 @@ class DownloadDelegate(QStyledItemDelegate):
         painter.drawText(
             status_rect,
             int(Qt.AlignmentFlag.AlignLeft),
-            option.fontMetrics.elidedText(  # type: ignore[attr-defined]
-                status, Qt.TextElideMode.ElideRight, status_rect.width()
-            ),
+            option.fontMetrics.elidedText(status, Qt.TextElideMode.ElideRight, status_rect.width()),
         )
         painter.restore()
         bar = QStyleOptionProgressBar()
-        bar.rect = bar_rect(rect, line_h)  # type: ignore[attr-defined]
-        bar.palette = QPalette(palette)  # type: ignore[attr-defined]
-        bar.minimum = 0  # type: ignore[attr-defined]
-        bar.maximum = 1000  # type: ignore[attr-defined]
-        bar.progress = int(row.fraction * 1000)  # type: ignore[attr-defined]
-        bar.textVisible = False  # type: ignore[attr-defined]
+        bar.rect = bar_rect(rect, line_h)
+        bar.palette = QPalette(palette)
+        bar.minimum = 0
+        bar.maximum = 1000
+        bar.progress = int(row.fraction * 1000)
+        bar.textVisible = False
         # Qt 6 reads the orientation from the state: without State_Horizontal the bar is
         # drawn as a vertical one squeezed into a 10-pixel strip, and hardly any fill shows.
-        bar.state = QStyle.StateFlag.State_Enabled | QStyle.StateFlag.State_Horizontal  # type: ignore[attr-defined]
+        bar.state = QStyle.StateFlag.State_Enabled | QStyle.StateFlag.State_Horizontal
         if selected:  # the groove must not be the highlight colour the fill is drawn in
-            outline = bar.rect.adjusted(-1, -1, 1, 1)  # type: ignore[attr-defined]
+            outline = bar.rect.adjusted(-1, -1, 1, 1)
             painter.fillRect(outline, palette.color(QPalette.ColorRole.HighlightedText))
-            painter.fillRect(bar.rect, palette.base())  # type: ignore[attr-defined]
+            painter.fillRect(bar.rect, palette.base())
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
-        line_h = option.fontMetrics.height()  # type: ignore[attr-defined]
+        line_h = option.fontMetrics.height()
         return QSize(300, 2 * line_h + 26)
