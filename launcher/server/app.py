@@ -38,7 +38,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from launcher.engine.events import HostCrashed, ReplyFinished
-from launcher.errors import EngineError, ModelBusyError, ModelUnavailableError
+from launcher.errors import EngineError, ModelBusyError, ModelLoadError, ModelUnavailableError
 from launcher.server import anthropic_api as an
 from launcher.server import openai_api as oa
 from launcher.server import responses_api as ra
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 * 2**20
 API_SOURCE_PREFIX = "api:"
+#: Names the idle models unloaded to make room for the one a request loaded on demand.
+EVICTED_HEADER = "X-Spark-Unloaded-Models"
 # A parsed request: the engine's request and the renderer for the chosen model's name.
 Parsed = tuple[GenRequest, Callable[[str], Renderer]]
 
@@ -150,6 +152,8 @@ class ReplyResponse(Response):
         self.source = source
         self.background = None
         self._started = False  # the status line went out
+        #: Idle models unloaded to make room for this one (loaded on demand): said in a header.
+        self.evicted: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._scope = scope
@@ -263,7 +267,9 @@ class ReplyResponse(Response):
                     return
                 self._finished(event, gone=False)
                 self._started = True
-                await _json(200, self.renderer.whole(event))(self._scope, _no_receive, send)
+                await _json(200, self.renderer.whole(event), self._evicted_headers())(
+                    self._scope, _no_receive, send
+                )
                 return
             if isinstance(event, HostCrashed):
                 err = ApiError(
@@ -283,6 +289,7 @@ class ReplyResponse(Response):
                     (b"content-type", b"text/event-stream"),
                     (b"cache-control", b"no-cache"),
                     (b"x-accel-buffering", b"no"),
+                    *((k.lower().encode(), v.encode()) for k, v in self._evicted_headers().items()),
                 ],
             }
         )
@@ -315,6 +322,9 @@ class ReplyResponse(Response):
         err = unloaded_error()
         self.api.log.update(self.rid, status=503, error=err.message, finished=True)
         await write(render.stream_error(err), more=False)
+
+    def _evicted_headers(self) -> dict[str, str]:
+        return {EVICTED_HEADER: ", ".join(self.evicted)} if self.evicted else {}
 
     def _interrupted_error(self) -> ApiError:
         """A reply cancelled on this side: the server is stopping, or the model went away."""
@@ -409,7 +419,7 @@ def build_app(api: LocalApiServer) -> Starlette:
                 raw = await read_body(request)
                 check_auth(request, anthropic)
                 gen, make_renderer = parse(parse_json(raw))
-                model = api.resolve_model(gen.model)
+                model, evicted = await resolve_loading(gen.model)
                 api.log.update(rid, model=model.name, stream=gen.stream, prompt=gen.preview())
                 recorder.record(_route_path(request), gen, model.name)
             except ApiError as err:
@@ -417,7 +427,9 @@ def build_app(api: LocalApiServer) -> Starlette:
             except Exception as exc:  # a bug must cost one request, never the server
                 return failed(rid, exc, anthropic)
             source = API_SOURCE_PREFIX + _client(request)
-            return ReplyResponse(api, rid, gen, model, make_renderer(model.name), source)
+            response = ReplyResponse(api, rid, gen, model, make_renderer(model.name), source)
+            response.evicted = evicted
+            return response
 
         return endpoint
 
@@ -441,6 +453,32 @@ def build_app(api: LocalApiServer) -> Starlette:
 
         return endpoint
 
+    async def resolve(name: str | None) -> SharedModel:
+        return (await resolve_loading(name))[0]
+
+    async def resolve_loading(name: str | None) -> tuple[SharedModel, list[str]]:
+        """The model a request names, and the idle models unloaded to make room for it: a
+        library model not loaded yet is loaded first when the server loads on demand (in a
+        worker thread: loading takes seconds)."""
+        on_demand = api.registry.on_demand
+        if (
+            name
+            and on_demand is not None
+            and api.registry.get(name) is None
+            and await anyio.to_thread.run_sync(lambda: on_demand.knows(name))
+        ):
+            try:
+                model, evicted = await anyio.to_thread.run_sync(lambda: on_demand.get(name))
+            except (EngineError, ModelLoadError) as exc:  # does not fit; the file, memory...
+                code = (
+                    "model_does_not_fit"
+                    if isinstance(exc, ModelUnavailableError)
+                    else "model_load_failed"
+                )
+                raise ApiError(503, str(exc), type="server_error", code=code) from exc
+            return model, evicted
+        return api.resolve_model(name), []
+
     def models(request: Request) -> Any:
         return oa.model_list(
             [oa.model_entry(m.name, m.created, m.loaded) for m in api.registry.models()]
@@ -463,14 +501,14 @@ def build_app(api: LocalApiServer) -> Starlette:
             "model_alias": model.name,
             "model_path": getattr(loaded, "path", ""),
             "default_generation_settings": {"n_ctx": getattr(loaded, "n_ctx", None)},
-            "total_slots": 1,
+            "total_slots": getattr(loaded, "n_parallel", 1),
             "chat_template": getattr(loaded, "chat_template", None) or "",
             "modalities": {"vision": False, "audio": False},
         }
 
     async def embeddings(request: Request) -> Any:
         name, texts, fmt = oa.parse_embeddings(parse_json(await read_body(request)))
-        model = api.resolve_model(name)
+        model = await resolve(name)
         source = API_SOURCE_PREFIX + _client(request)
         try:
             result = await anyio.to_thread.run_sync(lambda: model.embed(texts, source=source))

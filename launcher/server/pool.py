@@ -53,23 +53,45 @@ class Ticket:
 class FairQueue:
     """Turns on one model host: round-robin across sources, FIFO within a source.
 
-    At most one ticket holds the turn; at most ``max_waiting`` wait behind it (more are
-    refused with ``ModelBusyError``, whose ``retry_after_s`` comes from recent turn lengths).
+    At most ``slots`` tickets hold a turn at once (the host's parallel slots, each generating
+    its reply in the same batch); at most ``max_waiting`` wait behind them (more are refused
+    with ``ModelBusyError``, whose ``retry_after_s`` comes from recent turn lengths).
     """
 
-    def __init__(self, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
+    def __init__(self, max_waiting: int = DEFAULT_MAX_WAITING, slots: int = 1) -> None:
         self.max_waiting = max_waiting
+        self.slots = max(1, slots)
         self._lock = threading.Lock()
         self._waiting: dict[str, deque[Ticket]] = {}
         self._rotation: deque[str] = deque()  # sources with waiters, next to serve first
-        self._holder: Ticket | None = None
+        self._holders: list[Ticket] = []
         self._durations: deque[float] = deque(maxlen=16)
         self._closed_reason: str | None = None
+        self.last_active = time.monotonic()  # when a turn last started or ended
 
     # ------------------------------------------------------------------ state
     @property
     def holder(self) -> Ticket | None:
-        return self._holder
+        """The ticket holding a turn the longest (None when the host is idle)."""
+        with self._lock:
+            return self._holders[0] if self._holders else None
+
+    def holding(self) -> int:
+        """How many replies hold a turn (are being generated) now."""
+        with self._lock:
+            return len(self._holders)
+
+    @property
+    def busy(self) -> bool:
+        """Whether any reply is being generated or waiting."""
+        with self._lock:
+            return bool(self._holders or self._rotation)
+
+    def set_slots(self, slots: int) -> None:
+        """How many turns may run at once (the loaded host's parallel slots)."""
+        with self._lock:
+            self.slots = max(1, slots)
+            self._grant_next_locked()
 
     def waiting(self) -> int:
         with self._lock:
@@ -83,7 +105,7 @@ class FairQueue:
     def _retry_after_locked(self) -> int:
         typical = sorted(self._durations)[len(self._durations) // 2] if self._durations else 2.0
         ahead = 1 + sum(len(q) for q in self._waiting.values())
-        return max(1, min(120, math.ceil(typical * ahead)))
+        return max(1, min(120, math.ceil(typical * ahead / self.slots)))
 
     # ------------------------------------------------------------------ turns
     def enqueue(self, source: str) -> Ticket:
@@ -96,7 +118,7 @@ class FairQueue:
         with self._lock:
             if self._closed_reason is not None:
                 raise ModelUnavailableError(self._closed_reason)
-            if self._holder is None and not self._rotation:
+            if len(self._holders) < self.slots and not self._rotation:
                 self._grant_locked(ticket)
                 return ticket
             waiting = sum(len(q) for q in self._waiting.values())
@@ -128,9 +150,10 @@ class FairQueue:
     def release(self, ticket: Ticket) -> None:
         """End ``ticket``'s turn (or give up its place in the queue); the next one starts."""
         with self._lock:
-            if ticket.state == "holding" and self._holder is ticket:
+            if ticket.state == "holding" and ticket in self._holders:
                 self._durations.append(time.monotonic() - ticket.granted_at)
-                self._holder = None
+                self._holders.remove(ticket)
+                self.last_active = time.monotonic()
                 self._grant_next_locked()
             elif ticket.state == "waiting":
                 self._remove_locked(ticket)
@@ -164,12 +187,12 @@ class FairQueue:
 
     def _grant_locked(self, ticket: Ticket) -> None:
         ticket.state = "holding"
-        ticket.granted_at = time.monotonic()
-        self._holder = ticket
+        ticket.granted_at = self.last_active = time.monotonic()
+        self._holders.append(ticket)
         ticket.granted.set()
 
     def _grant_next_locked(self) -> None:
-        while self._rotation:
+        while self._rotation and len(self._holders) < self.slots:
             source = self._rotation.popleft()
             q = self._waiting[source]
             ticket = q.popleft()
@@ -178,7 +201,6 @@ class FairQueue:
             else:
                 del self._waiting[source]
             self._grant_locked(ticket)
-            return
 
     def _remove_locked(self, ticket: Ticket) -> None:
         q = self._waiting.get(ticket.source)
@@ -265,8 +287,8 @@ class TurnStream:
             self._finish()
             raise
         if self.ticket.cancelled:
-            # cancel() may have landed before the engine cleared its flag for this request.
-            self._model.client.cancel()
+            # cancel() may have landed before the engine's stream was sent.
+            self._cancel_inner(inner)
         if isinstance(event, ReplyFinished | HostCrashed):
             # Close the engine's generator now: it holds the client's request lock until it
             # returns, and the next turn may start on another thread at once.
@@ -288,7 +310,16 @@ class TurnStream:
                 return
             self.ticket.cancelled = True
             if self._inner is not None:
-                self._model.client.cancel()
+                self._cancel_inner(self._inner)
+
+    def _cancel_inner(self, inner: Iterator[Event]) -> None:
+        """Stop only this reply (the engine's stream cancels itself; an engine without one
+        stops what it generates)."""
+        cancel = getattr(inner, "cancel", None)
+        if callable(cancel):
+            cancel()
+        else:
+            self._model.client.cancel()
 
     def close(self) -> None:
         """Stop iterating early: the engine cancels and drains the reply, the turn is freed."""
@@ -334,8 +365,10 @@ class SharedModel:
         self._streams: set[TurnStream] = set()
         self._streams_lock = threading.Lock()
         self.created = int(time.time())
-        if getattr(client, "is_loaded", False) and registry is not None:
-            self._register(getattr(client.loaded, "path", "") or self.name or "model")
+        if getattr(client, "is_loaded", False):
+            self.queue.set_slots(int(getattr(client.loaded, "n_parallel", 1) or 1))
+            if registry is not None:
+                self._register(getattr(client.loaded, "path", "") or self.name or "model")
 
     # ------------------------------------------------------------------ engine interface
     @property
@@ -354,6 +387,15 @@ class SharedModel:
         rss, gpu = self.client.memory()
         return int(rss), gpu
 
+    @property
+    def busy(self) -> bool:
+        """Whether a reply is being generated or waits for this model."""
+        return self.queue.busy
+
+    def idle_s(self) -> float:
+        """Seconds since this model last started or ended a reply (0 while busy)."""
+        return 0.0 if self.busy else time.monotonic() - self.queue.last_active
+
     def load(
         self,
         path: str,
@@ -366,6 +408,8 @@ class SharedModel:
         self._unregister("Another model is being loaded in its place.")
         self.cancel_all()  # replies in flight end now instead of delaying the new load
         loaded = self.client.load(path, params, on_progress=on_progress, plan=plan)
+        self.queue.set_slots(int(getattr(loaded, "n_parallel", 1) or 1))
+        self.queue.last_active = time.monotonic()  # idle from now on, not from the start
         self.queue.reopen()
         self._register(path)
         return loaded
@@ -478,6 +522,8 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._models: dict[str, SharedModel] = {}
         self.version = 0
+        #: Loads library models a request names (``OnDemand``); None: only loaded ones.
+        self.on_demand: OnDemand | None = None
 
     def share(self, client: Any, **kwargs: Any) -> SharedModel:
         """Wrap ``client`` (an ``EngineClient``) so its loads are listed here."""
@@ -516,3 +562,102 @@ class ModelRegistry:
     def names(self) -> list[str]:
         with self._lock:
             return list(self._models)
+
+
+class OnDemand:
+    """Models loaded when a request names them, and unloaded when idle (what LM Studio's JIT
+    loading and TTL, and Ollama's ``keep_alive``, give their users).
+
+    ``library()``: the models that may be loaded, API id -> path. ``load(path)``: load one
+    with the user's settings for it and return its ``SharedModel`` (listed in the registry).
+    ``fits(path)``: None when it fits next to what is loaded now, else the reason it does not.
+    When it does not, the least recently used *idle* model is unloaded and the question asked
+    again; a model that is generating is never unloaded. Simultaneous requests for the same
+    model wait for one load. ``idle_unload_s``: unload a model nobody used for that long
+    (None: never), checked by a thread that :meth:`start` starts and :meth:`stop` ends.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        library: Callable[[], dict[str, str]],
+        load: Callable[[str], SharedModel],
+        *,
+        fits: Callable[[str], str | None] | None = None,
+        idle_unload_s: float | None = None,
+    ) -> None:
+        self.registry = registry
+        self.library = library
+        self._load = load
+        self._fits = fits or (lambda _path: None)
+        self.idle_unload_s = idle_unload_s
+        self._lock = threading.Lock()  # one load (and its evictions) at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Models this loader unloaded, newest last (name, reason): the server says so.
+        self.unloaded: deque[tuple[str, str]] = deque(maxlen=32)
+        registry.on_demand = self
+
+    def knows(self, name: str) -> bool:
+        return name in self.library()
+
+    def get(self, name: str) -> tuple[SharedModel, list[str]]:
+        """The loaded model ``name`` (loading it first when needed) and the names of the idle
+        models unloaded to make room. Raises ``ModelUnavailableError`` with the reason when it
+        is not in the library or does not fit even with every idle model unloaded."""
+        model = self.registry.get(name)
+        if model is not None:
+            return model, []
+        with self._lock:  # a second request for the same model waits here, then finds it
+            model = self.registry.get(name)
+            if model is not None:
+                return model, []
+            path = self.library().get(name)
+            if path is None:
+                raise ModelUnavailableError(f"There is no model '{name}' in the library.")
+            evicted: list[str] = []
+            while (reason := self._fits(path)) is not None:
+                idle = [m for m in self.registry.models() if not m.busy]
+                if not idle:
+                    raise ModelUnavailableError(
+                        f"The model '{name}' does not fit next to the models that are "
+                        f"generating now ({reason}). Try again when they are done."
+                    )
+                victim = max(idle, key=lambda m: m.idle_s())
+                evicted.append(victim.name)
+                victim.unload()
+                self.unloaded.append((evicted[-1], f"unloaded to make room for {name}"))
+            return self._load(path), evicted
+
+    def sweep(self) -> list[str]:
+        """Unload the models idle for longer than ``idle_unload_s``; their names."""
+        if self.idle_unload_s is None:
+            return []
+        done = []
+        with self._lock:
+            for model in self.registry.models():
+                if not model.busy and model.idle_s() >= self.idle_unload_s:
+                    done.append(model.name)
+                    model.unload()
+                    self.unloaded.append((done[-1], "idle"))
+        return done
+
+    def start(self) -> None:
+        """Check for idle models in a thread of this object's own (until :meth:`stop`)."""
+        if self.idle_unload_s is None or self._thread is not None:
+            return
+        period = max(0.05, min(5.0, self.idle_unload_s / 4))
+
+        def run() -> None:
+            while not self._stop.wait(period):
+                self.sweep()
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=run, name="idle-unload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
