@@ -7,6 +7,9 @@ conversation, then grabs the window once per view: ``discover.png``, ``library.p
 MCP server started and its tools listed for real), plus ``discover-dark.png`` and
 ``chat-dark.png`` in the dark theme (the Compare view renders its own screenshots).
 ``python -m ui.screenshots --mcp OUT_DIR`` renders ``doctor-mcp.png`` alone.
+``chat-tools.png`` (the Tools panel open on the test MCP server, a call folded and one
+waiting for approval) and ``chat-tools-open.png`` (a call unfolded: arguments and result);
+``--tools OUT_DIR`` renders those two alone.
 Used by ``make screenshots``; the README shows the results.
 
 ``python -m ui.screenshots --fit OUT_DIR`` renders the fit check instead (``docs/fit/``):
@@ -247,7 +250,75 @@ def _mcp_shot(app: QApplication, ctx: Any, out: Path) -> Path:
     return path
 
 
-def _mcp_only(out: Path) -> None:
+def _tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _tools_conversation(ctx: Any, pending: bool) -> Any:
+    """A chat whose model called ``add`` (allowed, result used); with ``pending``, a second
+    question whose ``lookup`` call waits for approval."""
+    from launcher.chats import ChatTools, Conversation
+
+    title = "Calculator and dictionary tools" if pending else "What is 1234 plus 4321?"
+    conv = Conversation(title=title)
+    conv.tools = ChatTools(servers=["calc"], disabled=["calc/slow", "calc/fail"], max_rounds=3)
+    conv.add("user", "What is 1234 plus 4321? Use the calculator.")
+    conv.add("assistant", "", model="Qwen3-8B-Q4_K_M.gguf",
+             tool_calls=[_tool_call("call_1", "add", '{"a": 1234, "b": 4321}')])  # fmt: skip
+    conv.add("tool", "5555", tool_call_id="call_1", name="add", tool_status="ok",
+             server="calc", metrics={"elapsed_s": 0.018})  # fmt: skip
+    conv.add("assistant", "1234 plus 4321 is **5555**.", model="Qwen3-8B-Q4_K_M.gguf",
+             metrics={"ttft_s": 0.34, "decode_tokens_per_s": 41.7, "generated_tokens": 58,
+                      "rounds": 2, "tool_calls": 1, "tools_s": 0.018,
+                      "memory_bytes": int(6.1 * 2**30)})  # fmt: skip
+    if pending:
+        conv.add("user", "And what does 'spark' mean?")
+        conv.add("assistant", "", model="Qwen3-8B-Q4_K_M.gguf",
+                 tool_calls=[_tool_call("call_2", "lookup", '{"key": "spark"}')])  # fmt: skip
+    ctx.store.save(conv)
+    ctx.chat.conversations.set_items(ctx.store.list())
+    return conv
+
+
+def _tools_shots(app: QApplication, ctx: Any, out: Path) -> list[Path]:
+    """The chat with tools: the Tools panel listing the test MCP server's tools for real, a
+    call folded and one waiting for approval (``chat-tools.png``); then a call unfolded
+    (``chat-tools-open.png``)."""
+    from launcher.tools.config import McpStore, server_from_json
+
+    store = McpStore(ctx.paths)
+    if not any(s.name == "calc" for s in store.all()):
+        root = Path(__file__).resolve().parent.parent
+        store.save(server_from_json("calc", {
+            "command": sys.executable, "args": ["-m", "tests.support.mcp_test_server"],
+            "env": {"PYTHONPATH": str(root)}}))  # fmt: skip
+    chat = ctx.chat
+    ctx.window.show_view("chat")
+    conv = _tools_conversation(ctx, pending=True)
+    ctx.session.open_conversation(conv.id)
+    chat.tools_toggle.setChecked(True)
+    deadline = 600
+    while not any(e.listed for e in ctx.session.tool_catalog) and deadline:
+        _wait(app, 50)
+        deadline -= 1
+    chat.transcript.set_call_state("call_2", "approval")
+    chat.approval_bar.ask("lookup", '{"key": "spark"}', "calc")
+    _wait(app, 200)
+    folded = out / "chat-tools.png"
+    ctx.window.grab().save(str(folded))
+    chat.approval_bar.close_question()
+    chat.tools_toggle.setChecked(False)
+    conv = _tools_conversation(ctx, pending=False)
+    ctx.session.open_conversation(conv.id)
+    chat.transcript.toggle_call("call_1")
+    _wait(app, 200)
+    unfolded = out / "chat-tools-open.png"
+    ctx.window.grab().save(str(unfolded))
+    chat.transcript.toggle_call("call_1")
+    return [folded, unfolded]
+
+
+def _mcp_only(out: Path, tools: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="spark-shots-") as home:
         os.environ["SPARK_LAUNCHER_HOME"] = home
@@ -259,13 +330,20 @@ def _mcp_only(out: Path) -> None:
         ctx.window.resize(1280, 800)
         ctx.window.show()
         ctx.start()
-        print(_mcp_shot(app, ctx, out))  # type: ignore[arg-type]
+        if tools:
+            for path in _tools_shots(app, ctx, out):  # type: ignore[arg-type]
+                print(path)
+        else:
+            print(_mcp_shot(app, ctx, out))  # type: ignore[arg-type]
         ctx.window.close()
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--mcp"]:
         _mcp_only(Path(argv[1] if len(argv) > 1 else "docs"))
+        return 0
+    if argv[:1] == ["--tools"]:
+        _mcp_only(Path(argv[1] if len(argv) > 1 else "docs"), tools=True)
         return 0
     if argv[:1] == ["--fit"]:
         fit(Path(argv[1] if len(argv) > 1 else "docs/fit"))
@@ -313,6 +391,9 @@ def main(argv: list[str]) -> int:
             window.grab().save(str(path))
             written.append(path)
         written.append(_mcp_shot(app, ctx, out))
+        written += _tools_shots(app, ctx, out)  # type: ignore[arg-type]
+        if summaries:  # the dark chat shows the sample conversation again
+            ctx.session.open_conversation(summaries[0].id)
         # The same window in the dark theme, as a user with a dark desktop sees it.
         from ui.theme import apply_theme
 

@@ -27,6 +27,7 @@ from launcher.chats import ChatTools
 from ui.models.chat_tools import ChatToolsModel, ServerTools
 from ui.widgets.elided_label import ElidedLabel
 
+MAX_TREE_ROWS = 8
 # The first reply of a turn: what the combo box says, and the engine's tool_choice.
 TOOL_CHOICES = (("May call a tool", "auto"), ("Must call a tool", "required"))
 NO_SERVERS = (
@@ -49,7 +50,6 @@ class ToolsPanel(QFrame):
         self.tree = QTreeView()
         self.tree.setModel(self.model)
         self.tree.setHeaderHidden(True)
-        self.tree.setMaximumHeight(150)
         self.tree.setUniformRowHeights(True)
         self.hint = QLabel(NO_SERVERS)
         self.hint.setWordWrap(True)
@@ -75,6 +75,7 @@ class ToolsPanel(QFrame):
         self.refresh_button.setToolTip("Read the saved servers again and list their tools")
         self.status = ElidedLabel("", mode=Qt.TextElideMode.ElideRight)
         self.status.setProperty("role", "hint")
+        self.status.setVisible(False)
 
         limits = QHBoxLayout()
         limits.addWidget(QLabel("Rounds per message:"))
@@ -114,12 +115,13 @@ class ToolsPanel(QFrame):
     def set_catalog(self, catalog: list[ServerTools]) -> None:
         """The saved servers and the tools of those listed."""
         self._catalog = list(catalog)
-        self.status.setText("")
+        self.set_status("")
         self._render()
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)
         self.status.setToolTip(text)
+        self.status.setVisible(bool(text))
 
     def summary(self) -> str:
         """The Tools button's text: how many tools this chat gives the model."""
@@ -140,6 +142,7 @@ class ToolsPanel(QFrame):
         try:
             self.model.set_catalog(self._catalog, self._tools)
             self.tree.expandAll()
+            self._fit_tree()
             self.tree.setVisible(bool(self._catalog))
             self.hint.setVisible(not self._catalog)
             self.rounds.setValue(self._tools.max_rounds)
@@ -148,6 +151,14 @@ class ToolsPanel(QFrame):
             self.timeout.setValue(self._tools.timeout_s)
         finally:
             self._filling = False
+
+    def _fit_tree(self) -> None:
+        """As tall as its rows, up to ``MAX_TREE_ROWS`` (then it scrolls)."""
+        servers = [self.model.item(r) for r in range(self.model.rowCount())]
+        rows = sum(1 + item.rowCount() for item in servers if item is not None)
+        row_height = max(self.tree.sizeHintForRow(0), self.fontMetrics().height() + 2)
+        shown = min(max(rows, 1), MAX_TREE_ROWS)
+        self.tree.setFixedHeight(shown * row_height + 2 * self.tree.frameWidth() + 4)
 
     def _on_edited(self) -> None:
         if self._filling:
