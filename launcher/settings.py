@@ -32,6 +32,10 @@ class Settings:
     sampling_preset: str = "balanced"
     theme: str = "system"
     record_api_traffic: bool = False  # the local API appends chat requests to api-traffic.jsonl
+    #: Local API: replies a model generates at once (its host's parallel slots; the context
+    #: is split between them), and minutes after which an unused model is unloaded (0: never).
+    api_parallel_slots: int = 1
+    idle_unload_minutes: int = 0
     _extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def models_path(self, paths: AppPaths) -> Path:
