@@ -29,6 +29,7 @@ from typing import Any
 
 from launcher.commands.chat import calibration_store, load_settings, progress_printer, resolve_model
 from launcher.engine import EngineClient
+from launcher.paths import AppPaths
 from launcher.server.pool import (
     DEFAULT_MAX_WAITING,
     ModelRegistry,
@@ -36,6 +37,7 @@ from launcher.server.pool import (
     SharedModel,
     model_id,
 )
+from launcher.settings import load_settings as load_user_settings
 
 API_KEY_ENV = "SPARK_LAUNCHER_API_KEY"
 # Same values as launcher.server.httpd's; that module is imported only when serving, so
@@ -86,10 +88,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--parallel",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="requests generated at once per model, in one batch; the context is split "
-        "between them (default 1)",
+        "between them (default: the app's setting, 1)",
     )
     p.add_argument(
         "--on-demand",
@@ -107,7 +109,7 @@ def register(subparsers: Any) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="unload a model nobody used for this long (default: never)",
+        help="unload a model nobody used for this long (default: the app's setting, never)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON line when ready")
     p.set_defaults(func=handler)
@@ -119,6 +121,11 @@ def handler(args: argparse.Namespace) -> int:
     # Refuse an unsafe address or a bad origin before spending time loading models.
     check_bind(args.host, args.api_key)
     check_origins(args.cors_origin)
+    user = load_user_settings(AppPaths.default())
+    if args.parallel is None:
+        args.parallel = max(1, user.api_parallel_slots)
+    if args.idle_unload is None and user.idle_unload_minutes > 0:
+        args.idle_unload = 60.0 * user.idle_unload_minutes
     if not args.models and not args.on_demand:
         print("serve: name a model to serve, or use --on-demand.", file=sys.stderr)
         return 2
@@ -215,8 +222,6 @@ def handler(args: argparse.Namespace) -> int:
 def library_models(folder: Path | None) -> dict[str, str]:
     """The models ``--on-demand`` may load: API id -> path of each GGUF in the models folder
     (the first file of a split model)."""
-    from launcher.paths import AppPaths
-
     root = folder or AppPaths.default().models_dir
     found: dict[str, str] = {}
     if not root.is_dir():

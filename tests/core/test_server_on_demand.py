@@ -169,3 +169,49 @@ def test_idle_models_are_unloaded_and_their_host_ends(setup: Setup) -> None:
     assert pid is not None and not psutil.pid_exists(pid)
     # Asked again, it comes back.
     assert _ask(setup, "gemma-a").choices[0].text.strip().startswith("9")
+
+
+def test_serve_loads_on_demand_and_unloads_when_idle(
+    app_home: Path, gemma_path: Path, tmp_path: Path
+) -> None:
+    """``spark-launcher serve --on-demand --idle-unload`` as a user runs it, with no model
+    named: a request loads one from the models folder, then it goes away unused."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    os.symlink(gemma_path, folder / "gemma-x.gguf")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launcher", "serve", "--on-demand", "--models-dir", str(folder),
+         "--parallel", "2", "--idle-unload", "1", "--port", "0", "--json", "--ctx", "1024",
+         "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert ready["models"] == []
+        client = openai.OpenAI(base_url=ready["url"], api_key="none", max_retries=0)
+        try:
+            reply = client.completions.create(
+                model="gemma-x", prompt=COUNTING, max_tokens=4, temperature=0
+            )
+            assert reply.choices[0].text.strip().startswith("9")
+            deadline = time.monotonic() + 60
+            while [m.id for m in client.models.list()]:
+                assert time.monotonic() < deadline, "the idle model was never unloaded"
+                time.sleep(0.1)
+        finally:
+            client.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
