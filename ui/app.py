@@ -395,6 +395,7 @@ class AppContext(QObject):
         self.doctor.mcp.import_requested.connect(self.import_mcp_servers)
         self.doctor.mcp.test_requested.connect(self.test_mcp_server)
         self.doctor.mcp.remove_requested.connect(self.remove_mcp_server)
+        self.doctor.mcp.secrets_edited.connect(self.edit_mcp_secrets)
         self.session.model_loaded.connect(self._on_model_loaded)
         self.session.model_unloaded.connect(self._on_model_unloaded)
         self.window.view_changed.connect(self._on_view_changed)
@@ -860,6 +861,7 @@ class AppContext(QObject):
                     s.transport + ("" if s.enabled else " (off)"),
                     s.describe(),
                     tested.get(s.name, "not tested"),
+                    tuple(sorted(s.headers if s.transport == "http" else s.env)),
                 )
                 for s in McpStore(paths).all()
             ]
@@ -930,6 +932,19 @@ class AppContext(QObject):
         names = ", ".join(t.name for t in tools)
         tested[server.name] = f"{plural(len(tools), 'tool')}: {names}" if tools else "no tools"
         return f"{server.name}: {tested[server.name]}."
+
+    def edit_mcp_secrets(self, name: str, changes: dict[str, str | None]) -> None:
+        """Set or remove a saved server's env variables or headers (values never shown)."""
+        paths = self.paths
+
+        def work() -> str:
+            from launcher.tools.config import McpStore
+
+            McpStore(paths).update_secrets(name, changes)
+            self._mcp_tested.pop(name, None)
+            return f"Saved {name} ({', '.join(sorted(changes))}). Test it to check."
+
+        self._mcp_task(work)
 
     def remove_mcp_server(self, name: str) -> None:
         paths = self.paths

@@ -14,6 +14,7 @@ any text (errors, a server's stderr) before it is shown or logged.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from launcher.paths import AppPaths
 
 Transport = Literal["stdio", "http"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,30 @@ class McpStore:
         kept = [] if replace else [s for s in self.all() if s.name not in names]
         self._save(kept + new)
         return new
+
+    def update_secrets(self, name: str, changes: Mapping[str, str | None]) -> McpServerConfig:
+        """Set (a value) or remove (``None``) a saved server's environment variables (stdio)
+        or HTTP headers; the others stay. The values go to the 0600 file only: the error
+        messages name the variable, never its value."""
+        server = self.get(name)
+        what = "header" if server.transport == "http" else "environment variable"
+        values = dict(server.headers if server.transport == "http" else server.env)
+        for key, value in changes.items():
+            if not isinstance(key, str) or not _SECRET_NAME_RE.match(key):
+                raise McpConfigError(
+                    f"{key!r} cannot name an {what} of {name}: use letters, digits, '_' or '-'"
+                )
+            if value is None:
+                values.pop(key, None)
+            elif "\n" in value or "\r" in value:
+                raise McpConfigError(f"the {what} {key} of {name} cannot span lines")
+            else:
+                values[key] = value
+        if server.transport == "http":
+            server = dataclasses.replace(server, headers=values)
+        else:
+            server = dataclasses.replace(server, env=values)
+        return self.save(server)
 
     def remove(self, name: str) -> None:
         servers = self.all()
