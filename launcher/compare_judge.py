@@ -13,7 +13,9 @@ any engine (a local model host, a remote server) over a finished :class:`Compari
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -208,6 +210,74 @@ def judge_comparison(
                     fn()
 
 
+@dataclass(frozen=True)
+class JudgeLoading:
+    label: str
+
+
+@dataclass(frozen=True)
+class JudgeDone:
+    """The last event of a :class:`JudgeJob`: the comparison with the judge's verdicts."""
+
+    result: ComparisonResult
+
+
+class JudgeJob:
+    """Load a judge model (``spec``: a GGUF path, catalog id or ``remote:NAME/MODEL``), grade a
+    finished two-model comparison blind in both orders, and close the judge: what the Compare
+    view's worker iterates, like a ``ComparisonJob``. It grades a copy of ``result``;
+    :class:`Judged` events carry each verdict and :class:`JudgeDone` the graded copy.
+    ``cancel()`` is a flag read between prompts, and stops the judge's reply at once."""
+
+    def __init__(
+        self,
+        result: ComparisonResult,
+        spec: str,
+        ctx: int = 4096,
+        kv_type: str = "f16",
+        paths: Any = None,
+        machine: Any = None,
+    ) -> None:
+        if len(result.labels) != 2:
+            raise LauncherError("the judge compares exactly two models")
+        self.result = copy.deepcopy(result)
+        self.spec = spec
+        self.ctx = ctx
+        self.kv_type = kv_type
+        self.paths = paths
+        self.machine = machine
+        self._cancel = threading.Event()
+        self._client: Any = None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.cancel()
+
+    def run(self) -> Iterator[JudgeLoading | JudgeStarted | Judged | JudgeDone]:
+        from launcher.compare_models import load_judge, prepare_judge
+
+        judge = prepare_judge(self.spec, self.ctx, self.kv_type, self.paths, self.machine)
+        yield JudgeLoading(judge.label)
+        if self._cancel.is_set():
+            return
+        self._client = load_judge(judge, self.paths)
+        try:
+            yield from JudgeRun(
+                self.result, self._client, judge.label, cancelled=self._cancel.is_set
+            ).run()
+        finally:
+            client, self._client = self._client, None
+            for name in ("unload", "close"):
+                fn = getattr(client, name, None)
+                if callable(fn):
+                    with contextlib.suppress(Exception):
+                        fn()
+        yield JudgeDone(self.result)
+
+
 def verdict_counts(verdicts: Sequence[JudgeVerdict], labels: Sequence[str]) -> dict[str, int]:
     """Wins per model and ties (``"tie"``) over the verdicts without errors."""
     counts = {label: 0 for label in labels} | {"tie": 0}
@@ -219,6 +289,9 @@ def verdict_counts(verdicts: Sequence[JudgeVerdict], labels: Sequence[str]) -> d
 
 __all__ = [
     "Agreement",
+    "JudgeDone",
+    "JudgeJob",
+    "JudgeLoading",
     "JudgeRun",
     "JudgeStarted",
     "Judged",

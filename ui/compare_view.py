@@ -1,10 +1,16 @@
-"""``CompareView``: two models side by side on one prompt or a prompt suite.
+"""``CompareView``: two models side by side on the user's own workload.
 
-A model picker per pane, one prompt box (or a suite), the residency decision stated plainly,
-replies streaming side by side, a summary table, blind mode (A/B in random order, vote, then
-the names are revealed), a chart of quality against tokens/s, and export. All the logic lives
-in ``launcher.compare``; the view turns the job's events into widgets, and runs nothing slow
-on the GUI thread (``CompareRunner`` iterates the job on its own thread).
+A model picker per pane; the workload (one prompt, a bundled suite, HumanEval, a suite file,
+saved chats, recorded Local API requests or a folder of documents: ``WorkloadPicker``); the
+residency decision stated plainly; replies streaming side by side with each check's outcome
+under them and the differences between the two replies marked; progress with an estimate of
+the time left; a summary table with pass rates and their 95% intervals, the one-line
+recommendation, blind mode (A/B in random order, vote, then the names are revealed), a judge
+model's verdicts next to the user's votes with their agreement, a chart of quality against
+tokens/s, and export. A comparison stopped by Stop or by closing the app is saved after every
+answer and offered for resuming. All the logic lives in ``launcher.compare*``; the view turns
+the jobs' events into widgets, and runs nothing slow on the GUI thread (``CompareRunner``
+iterates a comparison or a judge job on its own thread).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -41,12 +48,21 @@ from launcher.compare import (
     ModelReady,
     ModelUnloaded,
     Planned,
+    Progress,
     RunDone,
     RunStarted,
     SessionDone,
 )
-from launcher.compare_results import ComparisonResult, RunResult
-from launcher.compare_suites import load_suite, suite_names
+from launcher.compare_judge import (
+    Judged,
+    JudgeDone,
+    JudgeJob,
+    JudgeLoading,
+    JudgeStarted,
+    agreement,
+    verdict_counts,
+)
+from launcher.compare_results import ComparisonResult, RunResult, unfinished_comparisons
 from launcher.engine.events import Sampling
 from launcher.errors import LauncherError
 from launcher.paths import AppPaths
@@ -54,6 +70,7 @@ from ui.theme import fmt_bytes
 from ui.widgets.compare_chart import ChartPoint, QualitySpeedChart
 from ui.widgets.compare_pane import ComparePane
 from ui.widgets.compare_worker import CompareRunner
+from ui.widgets.compare_workload import CHOOSABLE, WorkloadPicker
 from ui.widgets.elided_label import ElidedLabel
 from ui.workers import TaskRunner
 
@@ -64,12 +81,14 @@ AT_ONCE_CAVEAT = (
 )
 SUMMARY_HEADERS = (
     "Model",
+    "Pass rate (95% interval)",
     "Decode tok/s (est.)",
     "Prefill tok/s",
     "TTFT s",
     "Peak mem",
-    "Accuracy",
+    "Total s",
     "Votes won",
+    "Judge wins",
     "Errors",
 )
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2  # LocalModelRole.PATH in ui.models.library
@@ -83,8 +102,10 @@ class CompareView(QWidget):
         job_factory: JobFactory | None = None,
         local_models: QAbstractItemModel | None = None,
         parent: QWidget | None = None,
+        paths: AppPaths | None = None,
     ) -> None:
         super().__init__(parent)
+        self.paths = paths or AppPaths.default()
         self.job_factory: JobFactory = job_factory or (
             lambda req: ComparisonJob(req, machine=self.machine)
         )
@@ -102,6 +123,7 @@ class CompareView(QWidget):
         self.texts: dict[tuple[str, str], str] = {}
         self.model_status: dict[str, str] = {}
         self.runner = CompareRunner(self)
+        self.stopped: tuple[Path, ComparisonResult] | None = None  # offered for resuming
         self._follow = True  # show the prompt being answered until the user picks one
 
         title = QLabel("Compare models")
@@ -123,11 +145,8 @@ class CompareView(QWidget):
         self.prompt_edit = QPlainTextEdit()
         self.prompt_edit.setPlaceholderText("One prompt for both models…")
         self.prompt_edit.setFixedHeight(64)
-        self.suite_picker = QComboBox()
-        self.suite_picker.addItem("Single prompt (above)", None)
-        for name in suite_names():
-            suite = load_suite(name)
-            self.suite_picker.addItem(f"Suite: {suite.title} ({len(suite.prompts)})", name)
+        self.workload = WorkloadPicker(self.paths)
+        self.suite_picker = self.workload.combo  # the workload's kind (a suite's name, ...)
         self.residency_picker = QComboBox()
         self.residency_picker.addItem("Residency: decide for me", None)
         self.residency_picker.addItem("Keep both loaded", "resident")
@@ -151,8 +170,7 @@ class CompareView(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         options = QGridLayout()
-        options.addWidget(self.suite_picker, 0, 0, 1, 2)
-        options.addWidget(self.residency_picker, 0, 2, 1, 2)
+        options.addWidget(self.residency_picker, 0, 0, 1, 4)
         options.addWidget(self.ctx_spin, 1, 0)
         options.addWidget(self.max_tokens_spin, 1, 1)
         options.addWidget(self.at_once_box, 1, 2)
@@ -175,16 +193,36 @@ class CompareView(QWidget):
         self.caveat_label.setProperty("role", "hint")
         self.caveat_label.setVisible(False)
 
+        # ---- progress, and a stopped comparison to resume
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setMaximumHeight(10)
+        self.progress_label = ElidedLabel("", mode=Qt.TextElideMode.ElideRight)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Finish it: the answers already saved are not asked again")
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress_bar, 1)
+        progress_row.addWidget(self.progress_label, 2)
+        progress_row.addWidget(self.resume_button)
+        self.progress_bar_row = QWidget()
+        self.progress_bar_row.setLayout(progress_row)
+        progress_row.setContentsMargins(0, 0, 0, 0)
+        self.progress_bar_row.setVisible(False)
+
         # ---- panes
         self.prompt_picker = QComboBox()
         self.prompt_picker.setMinimumWidth(200)
         # One line, elided: a long prompt must not set the window's width.
         self.prompt_text = ElidedLabel("", mode=Qt.TextElideMode.ElideRight)
         self.prompt_text.setProperty("role", "hint")
+        self.diff_box = QCheckBox("Mark differences")
+        self.diff_box.setChecked(True)
+        self.diff_box.setToolTip("Underline the words each reply has that the other does not")
         nav = QHBoxLayout()
         nav.addWidget(QLabel("Prompt:"))
         nav.addWidget(self.prompt_picker)
         nav.addWidget(self.prompt_text, 1)
+        nav.addWidget(self.diff_box)
         self.panes = [ComparePane(), ComparePane()]
         pane_split = QSplitter(Qt.Orientation.Horizontal)
         for pane in self.panes:
@@ -205,12 +243,18 @@ class CompareView(QWidget):
         self.vote_bar = QWidget()
         self.vote_bar.setLayout(vote_row)
         self.vote_bar.setVisible(False)
+        self.verdict_label = QLabel("")
+        self.verdict_label.setProperty("role", "hint")
+        self.verdict_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.verdict_label.setVisible(False)
+
         middle = QWidget()
         middle_layout = QVBoxLayout(middle)
         middle_layout.setContentsMargins(0, 0, 0, 0)
         middle_layout.addLayout(nav)
         middle_layout.addWidget(pane_split, 1)
         middle_layout.addWidget(self.vote_bar)
+        middle_layout.addWidget(self.verdict_label)
 
         # ---- summary, chart, export
         self.summary_table = QTableWidget(0, len(SUMMARY_HEADERS))
@@ -224,6 +268,26 @@ class CompareView(QWidget):
         self.summary_table.setAlternatingRowColors(True)
         self.chart = QualitySpeedChart()
         self.chart.setMaximumWidth(400)
+        self.recommendation_label = QLabel("")
+        self.recommendation_label.setWordWrap(True)
+        self.recommendation_label.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+        )
+        # ---- judge: a third model grades A against B blind, in both orders
+        self.judge_picker = self._model_picker()
+        self.judge_picker.lineEdit().setPlaceholderText("A third model to judge the replies")
+        self.judge_button = QPushButton("Judge replies")
+        self.judge_button.setEnabled(False)
+        self.judge_button.setToolTip(
+            "A third model reads each question and both replies (as Answer 1 and 2, twice, "
+            "with the order swapped) and says which is better; a split verdict is a tie"
+        )
+        self.judge_label = ElidedLabel("", mode=Qt.TextElideMode.ElideRight)
+        judge_row = QHBoxLayout()
+        judge_row.addWidget(QLabel("Judge:"))
+        judge_row.addWidget(self.judge_picker, 1)
+        judge_row.addWidget(self.judge_button)
+        judge_row.addWidget(self.judge_label, 2)
         self.export_buttons = {
             "md": QPushButton("Markdown…"),
             "csv": QPushButton("CSV…"),
@@ -246,9 +310,11 @@ class CompareView(QWidget):
         bottom = QWidget()
         bottom_layout = QGridLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
-        bottom_layout.addWidget(self.summary_table, 0, 0)
-        bottom_layout.addWidget(self.chart, 0, 1, 2, 1)
-        bottom_layout.addLayout(export_row, 1, 0)
+        bottom_layout.addWidget(self.recommendation_label, 0, 0)
+        bottom_layout.addWidget(self.summary_table, 1, 0)
+        bottom_layout.addLayout(judge_row, 2, 0)
+        bottom_layout.addWidget(self.chart, 0, 1, 4, 1)
+        bottom_layout.addLayout(export_row, 3, 0)
         bottom_layout.setColumnStretch(0, 3)
         bottom_layout.setColumnStretch(1, 1)
 
@@ -262,9 +328,11 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(title)
         layout.addLayout(models_row)
+        layout.addWidget(self.workload)
         layout.addLayout(prompt_row)
         layout.addWidget(self.residency_label)
         layout.addWidget(self.caveat_label)
+        layout.addWidget(self.progress_bar_row)
         layout.addWidget(split, 1)
 
         self.run_button.clicked.connect(self.start)
@@ -275,7 +343,10 @@ class CompareView(QWidget):
         self.open_button.clicked.connect(self._open_dialog)
         self.stop_button.clicked.connect(self.runner.stop)
         self.at_once_box.toggled.connect(self.caveat_label.setVisible)
-        self.suite_picker.currentIndexChanged.connect(self._on_suite_changed)
+        self.workload.changed.connect(self._on_suite_changed)
+        self.resume_button.clicked.connect(self.resume)
+        self.judge_button.clicked.connect(self.judge)
+        self.diff_box.toggled.connect(lambda _on: self._render_panes())
         self.prompt_picker.activated.connect(self._on_prompt_picked)
         self.prompt_picker.currentIndexChanged.connect(self._on_prompt_shown)
         self.runner.event_received.connect(self._on_event)
@@ -286,9 +357,10 @@ class CompareView(QWidget):
             local_models.modelReset.connect(self._refresh_choices)
             self._refresh_choices()
         self._render_panes()
+        self.find_stopped()
 
-    def _on_suite_changed(self, _index: int) -> None:
-        single = self.suite_picker.currentData() is None
+    def _on_suite_changed(self, *_args: object) -> None:
+        single = self.workload.kind() is None
         self.prompt_edit.setEnabled(single)
         self.prompt_edit.setPlaceholderText(
             "One prompt for both models…" if single else "The suite's prompts are used."
@@ -313,6 +385,11 @@ class CompareView(QWidget):
             if path:
                 choices.append((str(model.data(index)), str(path)))
         self.set_model_choices(choices)
+        judge = self.judge_picker.currentText()
+        self.judge_picker.clear()
+        for name, path in choices:
+            self.judge_picker.addItem(name, path)
+        self.judge_picker.setEditText(judge)
 
     def set_model_choices(self, choices: list[tuple[str, str]]) -> None:
         """Fill both pickers with (name, path) pairs of models on disk; keeps typed text."""
@@ -330,13 +407,7 @@ class CompareView(QWidget):
             picker.setEditText(spec)
 
     def model_specs(self) -> list[str]:
-        specs = []
-        for picker in self.model_pickers:
-            text = picker.currentText().strip()
-            idx = picker.findText(text)
-            data = picker.itemData(idx) if idx >= 0 else None
-            specs.append(str(data) if data else text)
-        return specs
+        return [_picked(picker) for picker in self.model_pickers]
 
     def _browse(self, picker: QComboBox) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", "", "GGUF (*.gguf)")
@@ -349,7 +420,9 @@ class CompareView(QWidget):
         return CompareRequest(
             models=tuple(self.model_specs()),
             prompt=self.prompt_edit.toPlainText(),
-            suite=self.suite_picker.currentData(),
+            suite=self.workload.spec(),
+            limit=self.workload.limit() if self.workload.spec() else None,
+            template=self.workload.template(),
             ctx=self.ctx_spin.value(),
             force=self.residency_picker.currentData(),
             concurrent=self.at_once_box.isChecked(),
@@ -365,10 +438,29 @@ class CompareView(QWidget):
         if not all(specs):
             self._show_error("Pick a model for both panes first.")
             return
+        if self.workload.kind() in CHOOSABLE and not self.workload.spec():
+            self._show_error("Choose the suite file, folder or chats to compare on first.")
+            return
         request = self.request()
         if not request.suite and not (request.prompt or "").strip():
             self._show_error("Type a prompt, or choose a prompt suite.")
             return
+        self._begin(self.job_factory(request))
+
+    def resume(self) -> None:
+        """Finish the stopped comparison on offer (its saved answers are not asked again)."""
+        if self.runner.running or self.stopped is None:
+            return
+        _path, saved = self.stopped
+        try:
+            job = ComparisonJob.resuming(saved, machine=self.machine)
+        except LauncherError as exc:
+            self._show_error(str(exc))
+            return
+        self.stopped = None
+        self._begin(job)
+
+    def _begin(self, job: Any) -> None:
         self.result = None
         self.saved_path = None
         self.texts.clear()
@@ -380,8 +472,14 @@ class CompareView(QWidget):
         self.saved_label.setText("")
         for button in self.export_buttons.values():
             button.setEnabled(False)
+        self.progress_bar_row.setVisible(True)
+        self.progress_bar.setRange(0, 0)  # busy until the first answer
+        self.progress_label.setText("Planning…")
+        self.resume_button.setVisible(False)
+        self.recommendation_label.setText("")
+        self.judge_label.setText("")
         self._set_running(True)
-        self.runner.start(self.job_factory(request))
+        self.runner.start(job)
         self._render_panes()
 
     def stop(self) -> None:
@@ -407,21 +505,81 @@ class CompareView(QWidget):
             self.ctx_spin.setValue(int(result.residency["ctx"]))
         if result.sampling.get("max_tokens"):
             self.max_tokens_spin.setValue(int(result.sampling["max_tokens"]))
-        idx = self.suite_picker.findData(result.suite) if result.suite else 0
-        self.suite_picker.setCurrentIndex(max(idx, 0))
+        request = result.request or {}
+        self.workload.blockSignals(True)
+        self.workload.select(request.get("suite", result.suite), request.get("limit"))
+        self.workload.blockSignals(False)
+        self._on_suite_changed()
         self.blind_box.setChecked(result.blind)
         self.at_once_box.setChecked(result.concurrent)
+        self._fill_prompts(result)
+        self.saved_label.setText(f"Saved to {saved_path}" if saved_path else "")
+        for button in self.export_buttons.values():
+            button.setEnabled(True)
+        if not result.complete and result.request and saved_path is not None:
+            self._offer_resume(saved_path, result)
+        else:
+            self.progress_bar_row.setVisible(False)
+        self._set_running(False)
+        self._render_panes()
+        self._render_summary()
+
+    def _fill_prompts(self, result: ComparisonResult) -> None:
         self.prompt_picker.blockSignals(True)
         self.prompt_picker.clear()
         for p in result.prompts:
             self.prompt_picker.addItem(p["id"], p["id"])
         self.prompt_picker.blockSignals(False)
         self.prompt_picker.setCurrentIndex(0)
-        self.saved_label.setText(f"Saved to {saved_path}" if saved_path else "")
-        for button in self.export_buttons.values():
-            button.setEnabled(True)
-        self._render_panes()
-        self._render_summary()
+        self._mark_prompts()
+
+    def _mark_prompts(self) -> None:
+        """Each prompt in the picker with its checks per model (✔/✘, in model order; only
+        ticked once its answers are in; not in blind mode, where order would tell)."""
+        res = self.result
+        if res is None:
+            return
+        for i in range(self.prompt_picker.count()):
+            pid = str(self.prompt_picker.itemData(i))
+            marks = []
+            if not res.blind:
+                for label in res.labels:
+                    run = res.run_for(label, pid)
+                    if run is not None and run.check_passed is not None:
+                        marks.append("✔" if run.check_passed else "✘")
+                    elif run is not None and run.error:
+                        marks.append("!")
+            text = f"{pid}  {' '.join(marks)}" if marks else pid
+            if self.prompt_picker.itemText(i) != text:
+                self.prompt_picker.setItemText(i, text)
+
+    # ------------------------------------------------------------------ stopped comparisons
+    def find_stopped(self) -> None:
+        """Look (in the background) for a comparison stopped before its end, to offer it."""
+        paths = self.paths
+
+        def work() -> Any:
+            return unfinished_comparisons(paths)
+
+        self.tasks.submit(work, self._on_stopped_found, lambda _message: None)
+
+    def _on_stopped_found(self, stopped: Any) -> None:
+        if stopped and not self.runner.running and self.result is None:
+            self._offer_resume(*stopped[0])
+
+    def _offer_resume(self, path: Path, result: ComparisonResult) -> None:
+        self.stopped = (path, result)
+        done, total = result.progress()
+        workload = result.suite or "one prompt"
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(done)
+        self.progress_label.setText(
+            f"Stopped: {' vs '.join(result.labels)} on {workload}, {done} of {total} answers "
+            "saved. Resume to finish it."
+        )
+        self.resume_button.setVisible(True)
+        self.resume_button.setEnabled(not self.runner.running)
+        self.progress_bar_row.setVisible(True)
 
     def _set_residency_text(
         self, mode: str, reason: str, warning: str | None, n_models: int
@@ -484,6 +642,11 @@ class CompareView(QWidget):
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running)
+        res = self.result
+        self.judge_button.setEnabled(
+            not running and res is not None and len(res.labels) == 2 and bool(res.runs)
+        )
 
     # ------------------------------------------------------------------ events
     def _on_event(self, ev: Any) -> None:
@@ -491,12 +654,37 @@ class CompareView(QWidget):
             self.result = ev.result
             plan = ev.residency
             self._set_residency_text(plan.mode, plan.reason, plan.warning, len(ev.labels))
-            self.prompt_picker.blockSignals(True)
-            self.prompt_picker.clear()
-            for p in ev.result.prompts:
-                self.prompt_picker.addItem(p["id"], p["id"])
-            self.prompt_picker.blockSignals(False)
-            self.prompt_picker.setCurrentIndex(0)
+            self._fill_prompts(ev.result)
+            done, total = ev.result.progress()
+            self.progress_bar.setRange(0, max(total, 1))
+            self.progress_bar.setValue(done)
+            self.progress_label.setText(
+                f"{done} of {total} answers (resumed)" if done else f"0 of {total} answers"
+            )
+        elif isinstance(ev, Progress):
+            self.progress_bar.setRange(0, max(ev.total, 1))
+            self.progress_bar.setValue(ev.done)
+            left = ""
+            if ev.eta_s is not None and ev.done < ev.total:
+                left = f" · about {fmt_duration(ev.eta_s)} left"
+            self.progress_label.setText(f"{ev.done} of {ev.total} answers{left}")
+        elif isinstance(ev, JudgeLoading):
+            self.progress_bar.setRange(0, 0)
+            self.progress_label.setText(f"Loading the judge {ev.label}…")
+        elif isinstance(ev, JudgeStarted):
+            self.progress_label.setText(f"The judge reads {ev.prompt_id} (both orders)…")
+        elif isinstance(ev, Judged):
+            if self.result is not None:
+                self.result.judge_verdicts = [
+                    v for v in self.result.judge_verdicts if v.prompt_id != ev.verdict.prompt_id
+                ] + [ev.verdict]
+        elif isinstance(ev, JudgeDone):
+            if self.result is not None:
+                self.result.judge = ev.result.judge
+                self.result.judge_verdicts = list(ev.result.judge_verdicts)
+                if self.saved_path is not None:
+                    self.result.save(to=self.saved_path)
+            self.progress_bar_row.setVisible(False)
         elif isinstance(ev, ModelLoading):
             self.model_status[ev.label] = "Loading…"
         elif isinstance(ev, ModelReady):
@@ -532,6 +720,17 @@ class CompareView(QWidget):
                 self.saved_label.setText(f"Saved to {self.saved_path}")
             for button in self.export_buttons.values():
                 button.setEnabled(True)
+            done, total = final.progress()
+            if not ev.complete and self.saved_path is not None:
+                self._offer_resume(self.saved_path, final)
+            else:
+                self.progress_bar.setRange(0, max(total, 1))
+                self.progress_bar.setValue(done)
+                self.progress_label.setText(f"Done: {done} of {total} answers")
+                self.resume_button.setVisible(False)
+            self._mark_prompts()
+        if isinstance(ev, RunDone):
+            self._mark_prompts()
         self._render_panes()
         self._render_summary()
 
@@ -549,6 +748,7 @@ class CompareView(QWidget):
     def _on_finished(self) -> None:
         self._set_running(False)
         self._render_panes()
+        self._render_summary()
 
     def _show_error(self, message: str) -> None:
         self.residency_label.setText(message)
@@ -613,7 +813,42 @@ class CompareView(QWidget):
             if pane.text() != text:
                 pane.set_text(text)
             pane.set_run(run if revealed else None)
+            pane.set_checks(run)
+        self._mark_differences(prompt_id, labels)
         self._render_vote_bar(prompt_id, labels)
+        self._render_verdict(prompt_id)
+
+    def _mark_differences(self, prompt_id: str | None, labels: list[str]) -> None:
+        """Underline what each finished reply has that the other does not."""
+        runs = [self._run(label, prompt_id) for label in labels[:2]]
+        both = len(runs) == 2 and all(r is not None and r.finished for r in runs)
+        for i, pane in enumerate(self.panes):
+            other = self.panes[1 - i].text() if both and self.diff_box.isChecked() else None
+            pane.mark_differences(other)
+
+    def _render_verdict(self, prompt_id: str | None) -> None:
+        """The judge's verdict on the prompt shown (in blind mode, only after the user's vote,
+        so it cannot sway it)."""
+        res = self.result
+        verdict = None
+        if res is not None and prompt_id is not None:
+            verdict = next((v for v in res.judge_verdicts if v.prompt_id == prompt_id), None)
+        if verdict is None or not self.revealed(prompt_id) or res is None:
+            self.verdict_label.setVisible(False)
+            return
+        if verdict.error:
+            text = f"Judge: no verdict ({verdict.error})"
+        elif verdict.winner:
+            text = f"Judge ({res.judge}): {verdict.winner} is better, in both orders"
+        else:
+            split = " (the two orders disagreed)" if not verdict.consistent else ""
+            text = f"Judge ({res.judge}): a tie{split}"
+        vote = res.voted(prompt_id)
+        if vote is not None and not verdict.error:
+            same = vote.winner == verdict.winner
+            text += " · agrees with your vote" if same else " · your vote differs"
+        self.verdict_label.setText(text)
+        self.verdict_label.setVisible(True)
 
     def _run(self, label: str, prompt_id: str | None) -> RunResult | None:
         if self.result is None or prompt_id is None:
@@ -674,19 +909,21 @@ class CompareView(QWidget):
         rows = res.summary()
         table.setRowCount(len(rows))
         points = []
+        judged = [v for v in res.judge_verdicts if not v.error]
         for r, s in enumerate(rows):
             name = s.label
             est = f" ({s.est_decode_tps:.1f})" if s.est_decode_tps else ""
-            acc = "—" if s.accuracy is None else f"{s.accuracy * 100:.0f}% of {s.checked}"
             votes = "—" if not s.votes else f"{s.wins} of {s.votes} ({s.ties} ties)"
             cells = [
                 name,
+                pass_rate_text(s.accuracy, s.checked, s.accuracy_low, s.accuracy_high),
                 "—" if s.mean_decode_tps is None else f"{s.mean_decode_tps:.1f}{est}",
                 "—" if s.mean_prefill_tps is None else f"{s.mean_prefill_tps:.0f}",
                 "—" if s.mean_ttft_s is None else f"{s.mean_ttft_s:.2f}",
                 fmt_bytes(s.peak_memory_bytes),
-                acc,
+                "—" if s.total_s is None else f"{s.total_s:.1f}",
                 votes,
+                f"{s.judge_wins} of {len(judged)}" if judged else "—",
                 str(s.errors),
             ]
             for c, value in enumerate(cells):
@@ -696,6 +933,50 @@ class CompareView(QWidget):
                 basis = "accuracy" if s.accuracy is not None else "votes"
                 points.append(ChartPoint(s.label, s.mean_decode_tps, quality, basis))
         self.chart.set_points(points)
+        rec = res.recommendation()
+        self.recommendation_label.setText(
+            f"<b>Recommendation:</b> {rec.text}" if rec is not None else ""
+        )
+        self.judge_label.setText(self._judge_text(res))
+
+    def _judge_text(self, res: ComparisonResult) -> str:
+        """ "gemma: tiny 3, gemma 1, ties 2 · agrees with your votes on 4 of 5 (80%)"."""
+        if not res.judge:
+            return ""
+        counts = verdict_counts(res.judge_verdicts, res.labels)
+        wins = ", ".join(f"{label} {counts[label]}" for label in res.labels)
+        text = f"{res.judge}: {wins}, ties {counts['tie']}"
+        agreed = agreement(res)
+        if agreed.compared:
+            share = agreed.agreed / agreed.compared
+            text += (
+                f" · agrees with your votes on {agreed.agreed} of {agreed.compared} "
+                f"({share * 100:.0f}%)"
+            )
+        else:
+            text += " · vote on replies to see whether it agrees with you"
+        return text
+
+    # ------------------------------------------------------------------ judge
+    def judge(self) -> None:
+        """Grade the comparison shown with the judge model picked (on the worker thread)."""
+        spec = _picked(self.judge_picker)
+        if self.runner.running or self.result is None:
+            return
+        if not spec:
+            self._show_error("Pick a judge model first (a third model, local or remote).")
+            return
+        try:
+            job = JudgeJob(self.result, spec, ctx=self.ctx_spin.value(), machine=self.machine)
+        except LauncherError as exc:
+            self._show_error(str(exc))
+            return
+        self.progress_bar_row.setVisible(True)
+        self.resume_button.setVisible(False)
+        self.progress_bar.setRange(0, 0)
+        self.progress_label.setText("Starting the judge…")
+        self._set_running(True)
+        self.runner.start(job)
 
     # ------------------------------------------------------------------ export
     def export_to(self, path: Path, fmt: str | None = None) -> Path:
@@ -728,6 +1009,32 @@ class CompareView(QWidget):
                 self._show_error(f"Could not export: {exc}")
                 return
             self.saved_label.setText(f"Exported to {path}")
+
+
+def _picked(picker: QComboBox) -> str:
+    """A picker's model: the path behind a listed name, or the typed path or id."""
+    text = picker.currentText().strip()
+    idx = picker.findText(text)
+    data = picker.itemData(idx) if idx >= 0 else None
+    return str(data) if data else text
+
+
+def pass_rate_text(rate: float | None, checked: int, low: float | None, high: float | None) -> str:
+    """ "75% of 8 (41–93%)": the interval shows that 8 prompts say less than 160 would."""
+    if rate is None:
+        return "—"
+    text = f"{rate * 100:.0f}% of {checked}"
+    if low is not None and high is not None:
+        text += f" ({low * 100:.0f}–{high * 100:.0f}%)"
+    return text
+
+
+def fmt_duration(seconds: float) -> str:
+    """ "40 s", "12 min", "2 h 05 min"."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _one_line(text: str, limit: int = 160) -> str:

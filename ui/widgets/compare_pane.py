@@ -7,11 +7,36 @@ against, so a slow or memory-hungry model stands out.
 
 from __future__ import annotations
 
-from PySide6.QtGui import QFont, QTextCursor
-from PySide6.QtWidgets import QFrame, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import QFrame, QLabel, QPlainTextEdit, QTextEdit, QVBoxLayout, QWidget
 
 from launcher.compare_results import RunResult
-from ui.theme import fmt_bytes, fmt_tokens_per_s
+from ui.theme import fmt_bytes, fmt_tokens_per_s, is_dark
+from ui.widgets.compare_diff import different_spans
+
+PASS_COLOURS = ("#1a7f37", "#3fb950")  # light, dark palettes
+FAIL_COLOURS = ("#cf222e", "#f85149")
+
+
+def checks_html(run: RunResult, dark: bool = False) -> str:
+    """Each check's outcome ("✔ json · ✘ tool_call: no tool call") and any tool call made."""
+    ok, bad = PASS_COLOURS[dark], FAIL_COLOURS[dark]
+    parts = []
+    for c in run.checks:
+        kind = html.escape(str(c.get("kind", "check")))
+        if c.get("passed"):
+            parts.append(f'<span style="color:{ok}">✔ {kind}</span>')
+        else:
+            why = c.get("detail") or "failed"
+            parts.append(f'<span style="color:{bad}">✘ {kind}: {html.escape(str(why))}</span>')
+    for call in run.tool_calls:
+        args = str(call.get("arguments", ""))
+        args = args if len(args) <= 120 else args[:119] + "…"
+        parts.append(f"called <b>{html.escape(str(call.get('name')))}</b>({html.escape(args)})")
+    return " · ".join(parts)
 
 
 def run_metrics_line(run: RunResult) -> str:
@@ -46,9 +71,14 @@ class ComparePane(QFrame):
         self.header.setFont(font)
         self.status = QLabel("")
         self.status.setProperty("role", "hint")
+        self.checks = QLabel("")
+        self.checks.setWordWrap(True)
+        self.checks.setTextFormat(Qt.TextFormat.RichText)
+        self.checks.setVisible(False)
         self.reply = QPlainTextEdit()
         self.reply.setReadOnly(True)
         self.reply.setPlaceholderText("The reply streams here.")
+        self.differences = 0  # spans marked by mark_differences
         self.metrics = QLabel("")
         self.metrics.setWordWrap(True)
         self.metrics.setProperty("role", "hint")
@@ -56,6 +86,7 @@ class ComparePane(QFrame):
         layout.setContentsMargins(8, 6, 8, 6)
         layout.addWidget(self.header)
         layout.addWidget(self.status)
+        layout.addWidget(self.checks)
         layout.addWidget(self.reply, 1)
         layout.addWidget(self.metrics)
 
@@ -81,3 +112,31 @@ class ComparePane(QFrame):
 
     def set_run(self, run: RunResult | None) -> None:
         self.metrics.setText("" if run is None else run_metrics_line(run))
+
+    def set_checks(self, run: RunResult | None) -> None:
+        """Show each check's outcome for this reply (hidden when it has none)."""
+        text = "" if run is None else checks_html(run, is_dark(self.palette()))
+        self.checks.setText(text)
+        self.checks.setVisible(bool(text))
+
+    def mark_differences(self, other: str | None) -> None:
+        """Underline the words of this reply that ``other`` does not have (None: clear)."""
+        spans = different_spans(self.text(), other) if other is not None else []
+        selections = []
+        colour = QColor(FAIL_COLOURS[is_dark(self.palette())])
+        for start, end in spans:
+            sel = QTextEdit.ExtraSelection()
+            fmt = QTextCharFormat()
+            fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SingleUnderline)
+            fmt.setUnderlineColor(colour)
+            colour_bg = QColor(colour)
+            colour_bg.setAlpha(40)
+            fmt.setBackground(colour_bg)
+            sel.format = fmt  # type: ignore[attr-defined]
+            cursor = QTextCursor(self.reply.document())
+            cursor.setPosition(start)
+            cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            sel.cursor = cursor  # type: ignore[attr-defined]
+            selections.append(sel)
+        self.reply.setExtraSelections(selections)
+        self.differences = len(spans)

@@ -1,4 +1,5 @@
-"""``CompareRunner``: runs a ``ComparisonJob`` on its own ``QThread`` and relays its events.
+"""``CompareRunner``: runs a ``ComparisonJob`` (or a ``JudgeJob``) on its own ``QThread`` and
+relays its events.
 
 Why not ``ui.workers.ModelHost``: that worker drives one engine; a comparison drives several
 in an order (resident or one after another, one at a time or at once) that is core logic,
@@ -12,12 +13,21 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from launcher.compare import ComparisonJob, RunToken
+from launcher.compare import RunToken
 from ui.workers import TOKEN_BATCH_INTERVAL_S, user_message
+
+
+class Job(Protocol):
+    """A comparison or a judge job: events from ``run()``, ``cancel()`` a flag."""
+
+    def run(self) -> Iterator[Any]: ...
+
+    def cancel(self) -> None: ...
 
 
 class _CompareWorker(QObject):
@@ -27,7 +37,7 @@ class _CompareWorker(QObject):
     finished = Signal()
 
     @Slot(object)
-    def on_run(self, job: ComparisonJob) -> None:
+    def on_run(self, job: Job) -> None:
         pending: dict[tuple[str, str], list[str]] = {}
         last = 0.0
 
@@ -77,7 +87,7 @@ class CompareRunner(QObject):
         self._worker.tokens_received.connect(self.tokens_received)
         self._worker.failed.connect(self.failed)
         self._worker.finished.connect(self._on_finished)
-        self.job: ComparisonJob | None = None
+        self.job: Job | None = None
         self._shut_down = False
         self.thread.start()
 
@@ -85,7 +95,7 @@ class CompareRunner(QObject):
     def running(self) -> bool:
         return self.job is not None
 
-    def start(self, job: ComparisonJob) -> None:
+    def start(self, job: Job) -> None:
         if self.job is not None:
             raise RuntimeError("a comparison is already running")
         self.job = job
