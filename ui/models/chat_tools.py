@@ -111,7 +111,8 @@ class ChatToolsModel(QStandardItemModel):
                     item.setCheckable(True)
                     item.setEditable(False)
                     item.setEnabled(on)
-                    enabled = tools.tool_enabled(entry.name, name)
+                    # Greyed while its server is off, keeping its own switch.
+                    enabled = f"{entry.name}/{name}" not in tools.disabled
                     item.setCheckState(
                         Qt.CheckState.Checked if enabled else Qt.CheckState.Unchecked
                     )
