@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import importlib.util
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
@@ -37,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from launcher.childproc import call_in_child
 from launcher.errors import RpcError
+from launcher.hardware.backend_query import RPC_REBUILD_FIX as REBUILD_FIX
+from launcher.hardware.backend_query import llama_lib_dir, rpc_library
 from launcher.hardware.profile import MachineProfile, MemoryPool
 
 if TYPE_CHECKING:
@@ -50,11 +51,6 @@ MAX_SERVERS = 16
 #: Per token, each remote host costs at least one network round trip (graph compute + result).
 RPC_ROUNDTRIP_S = 0.0005
 QUERY_TIMEOUT_S = 60.0
-REBUILD_FIX = (
-    "Rebuild llama-cpp-python with the RPC backend: "
-    "`rm .venv/.setup-stamp && LLAMA_CMAKE_ARGS=-DGGML_RPC=on make setup`."
-)
-_RPC_LIB_NAMES = ("libggml-rpc.so", "libggml-rpc.dylib", "ggml-rpc.dll")
 # The soname first: wheels hold copies (not symlinks) of libggml.so / .so.0, and only the file
 # libllama links against (libggml.so.0) holds the device registry llama.cpp reads.
 _GGML_LIB_NAMES = ("libggml.so.0", "libggml.0.dylib", "libggml.so", "libggml.dylib", "ggml.dll")
@@ -164,24 +160,6 @@ def check_reachable(ep: RpcEndpoint, timeout: float = 3.0) -> None:
 # ------------------------------------------------------------------------------ the library
 
 
-def _lib_dir() -> Path | None:
-    spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "lib"
-
-
-def rpc_library(lib_dir: Path | None = None) -> Path | None:
-    """The installed llama.cpp's RPC backend library, or None when built without RPC."""
-    lib_dir = lib_dir if lib_dir is not None else _lib_dir()
-    if lib_dir is None:
-        return None
-    for name in _RPC_LIB_NAMES:
-        if (lib_dir / name).exists():
-            return lib_dir / name
-    return None
-
-
 def require_rpc() -> None:
     """Raise :class:`RpcError` with the rebuild command when llama.cpp lacks RPC."""
     if rpc_library() is None:
@@ -192,7 +170,7 @@ def _ggml() -> ctypes.CDLL:
     """The ggml library llama.cpp itself uses (its device registry is the one that counts)."""
     import llama_cpp  # noqa: F401  (loads libllama and, through it, its libggml)
 
-    lib_dir = _lib_dir()
+    lib_dir = llama_lib_dir()
     for name in _GGML_LIB_NAMES:
         if lib_dir is not None and (lib_dir / name).exists():
             lib = ctypes.CDLL(str(lib_dir / name))

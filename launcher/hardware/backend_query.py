@@ -80,12 +80,31 @@ def ggml_devices(lib: ctypes.CDLL) -> list[dict[str, Any]]:
 _LLAMA_NAMES = ("libllama.so", "libllama.dylib", "llama.dll", "libllama.dll")
 
 
-def _llama_lib_dir() -> Path | None:
+def llama_lib_dir() -> Path | None:
     """``llama_cpp/lib`` found without importing llama_cpp (which pulls in numpy, jinja2...)."""
     spec = importlib.util.find_spec("llama_cpp")
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations))) / "lib"
+
+
+#: What to do about a llama.cpp built without the RPC backend.
+RPC_REBUILD_FIX = (
+    "Rebuild llama-cpp-python with the RPC backend: "
+    "`rm .venv/.setup-stamp && LLAMA_CMAKE_ARGS=-DGGML_RPC=on make setup`."
+)
+_RPC_LIB_NAMES = ("libggml-rpc.so", "libggml-rpc.dylib", "ggml-rpc.dll")
+
+
+def rpc_library(lib_dir: Path | None = None) -> Path | None:
+    """The installed llama.cpp's RPC backend library, or None when built without RPC."""
+    lib_dir = lib_dir if lib_dir is not None else llama_lib_dir()
+    if lib_dir is None:
+        return None
+    for name in _RPC_LIB_NAMES:
+        if (lib_dir / name).exists():
+            return lib_dir / name
+    return None
 
 
 def _direct_libllama(lib_dir: Path) -> ctypes.CDLL | None:
@@ -107,7 +126,7 @@ def query() -> dict[str, Any]:
         version: str | None = importlib.metadata.version("llama-cpp-python")
     except importlib.metadata.PackageNotFoundError:
         version = None
-    lib_dir = _llama_lib_dir()
+    lib_dir = llama_lib_dir()
     llama: Any = None
     if lib_dir is not None:
         try:

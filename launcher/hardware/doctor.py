@@ -245,8 +245,8 @@ def check_qt_libs(ldconfig_output: str | None = None, *, platform: str = sys.pla
 
 def check_rpc(rpc_library: Path | bool | None = True) -> Check:
     """Is llama.cpp built with RPC (``libggml-rpc``)? ``True``: look at the installed one."""
-    from launcher.rpc import REBUILD_FIX
-    from launcher.rpc import rpc_library as find
+    from launcher.hardware.backend_query import RPC_REBUILD_FIX as REBUILD_FIX
+    from launcher.hardware.backend_query import rpc_library as find
 
     title = "llama.cpp RPC (other machines' memory)"
     lib = find() if rpc_library is True else rpc_library
