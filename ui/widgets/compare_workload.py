@@ -139,7 +139,7 @@ class WorkloadPicker(QWidget):
         elif spec and spec.startswith(FOLDER):
             self.folder = Path(spec.removeprefix(FOLDER))
             spec = FOLDER
-        elif spec and spec.startswith("chats"):
+        elif spec and spec.startswith(CHATS):
             self.chat_ids = [i for i in spec.partition(":")[2].split(",") if i]
             spec = CHATS
         idx = self.combo.findData(spec)
@@ -149,19 +149,21 @@ class WorkloadPicker(QWidget):
 
     def set_file(self, path: Path) -> None:
         self.file = Path(path)
-        self.select(FILE, self.limit())
-        self.changed.emit()
+        self._show(FILE)
 
     def set_folder(self, path: Path, template: str | None = None) -> None:
         self.folder = Path(path)
         if template is not None:
             self.template_edit.setText(template)
-        self.select(FOLDER, self.limit())
-        self.changed.emit()
+        self._show(FOLDER)
 
     def set_chats(self, ids: list[str]) -> None:
         self.chat_ids = list(ids)
-        self.select(CHATS, self.limit())
+        self._show(CHATS)
+
+    def _show(self, kind: str) -> None:
+        self.combo.setCurrentIndex(self.combo.findData(kind))
+        self._describe()
         self.changed.emit()
 
     # ------------------------------------------------------------------ UI
