@@ -81,7 +81,7 @@ AT_ONCE_CAVEAT = (
 )
 SUMMARY_HEADERS = (
     "Model",
-    "Pass rate (95% interval)",
+    "Pass rate (95%)",
     "Decode tok/s (est.)",
     "Prefill tok/s",
     "TTFT s",
@@ -282,12 +282,13 @@ class CompareView(QWidget):
             "A third model reads each question and both replies (as Answer 1 and 2, twice, "
             "with the order swapped) and says which is better; a split verdict is a tie"
         )
-        self.judge_label = ElidedLabel("", mode=Qt.TextElideMode.ElideRight)
+        self.judge_label = QLabel("")
+        self.judge_label.setWordWrap(True)
         judge_row = QHBoxLayout()
         judge_row.addWidget(QLabel("Judge:"))
         judge_row.addWidget(self.judge_picker, 1)
         judge_row.addWidget(self.judge_button)
-        judge_row.addWidget(self.judge_label, 2)
+        judge_row.addWidget(self.judge_label, 3)
         self.export_buttons = {
             "md": QPushButton("Markdown…"),
             "csv": QPushButton("CSV…"),
@@ -836,13 +837,14 @@ class CompareView(QWidget):
         if verdict is None or not self.revealed(prompt_id) or res is None:
             self.verdict_label.setVisible(False)
             return
+        judge = (res.judge or "").removesuffix(" (judge)")
         if verdict.error:
-            text = f"Judge: no verdict ({verdict.error})"
+            text = f"Judge {judge}: no verdict ({verdict.error})"
         elif verdict.winner:
-            text = f"Judge ({res.judge}): {verdict.winner} is better, in both orders"
+            text = f"Judge {judge}: {verdict.winner} is better, in both orders"
         else:
             split = " (the two orders disagreed)" if not verdict.consistent else ""
-            text = f"Judge ({res.judge}): a tie{split}"
+            text = f"Judge {judge}: a tie{split}"
         vote = res.voted(prompt_id)
         if vote is not None and not verdict.error:
             same = vote.winner == verdict.winner
@@ -931,7 +933,10 @@ class CompareView(QWidget):
             quality = s.accuracy if s.accuracy is not None else s.vote_score
             if quality is not None and s.mean_decode_tps:
                 basis = "accuracy" if s.accuracy is not None else "votes"
-                points.append(ChartPoint(s.label, s.mean_decode_tps, quality, basis))
+                low, high = (
+                    (s.accuracy_low, s.accuracy_high) if basis == "accuracy" else (None,) * 2
+                )
+                points.append(ChartPoint(s.label, s.mean_decode_tps, quality, basis, low, high))
         self.chart.set_points(points)
         rec = res.recommendation()
         self.recommendation_label.setText(
@@ -945,7 +950,7 @@ class CompareView(QWidget):
             return ""
         counts = verdict_counts(res.judge_verdicts, res.labels)
         wins = ", ".join(f"{label} {counts[label]}" for label in res.labels)
-        text = f"{res.judge}: {wins}, ties {counts['tie']}"
+        text = f"{res.judge.removesuffix(' (judge)')} judged: {wins}, ties {counts['tie']}"
         agreed = agreement(res)
         if agreed.compared:
             share = agreed.agreed / agreed.compared

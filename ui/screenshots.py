@@ -22,6 +22,7 @@ that it is a tiny test model.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -338,7 +339,185 @@ def _mcp_only(out: Path, tools: bool = False) -> None:
         ctx.window.close()
 
 
+def compare_shots(out: Path) -> list[Path]:
+    """``compare.png``: two models on an agent's recorded Local API requests (replayed, checks
+    under each reply, differences marked, pass rates with 95% intervals, the recommendation, a
+    judge next to the user's votes); ``compare-resume.png``: a HumanEval run stopped half-way,
+    offered for resuming. Illustrative figures (the view is real; the results are seeded)."""
+    from launcher.compare_results import ComparisonResult, JudgeVerdict, ModelEntry, RunResult
+    from launcher.paths import AppPaths
+    from ui.compare_view import CompareView
+
+    out.mkdir(parents=True, exist_ok=True)
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    written = []
+    with tempfile.TemporaryDirectory(prefix="spark-compare-shots-") as home:
+        os.environ["SPARK_LAUNCHER_HOME"] = home
+        paths = AppPaths.default()
+        a, b = "qwen3-14b:Q4_K_M", "gemma-3-12b:Q4_K_M"
+        weather = {"name": "get_weather", "parameters": {"type": "object", "properties": {
+            "city": {"type": "string"}}, "required": ["city"]}}  # fmt: skip
+        prompts: list[dict[str, Any]] = []
+        runs: list[RunResult] = []
+        verdicts = []
+        for i in range(1, 25):
+            pid = f"api-{i}"
+            kind = ("tool_call", "json", None)[i % 3]
+            prompt: dict[str, Any] = {"id": pid, "text": f"Request {i} from the agent"}
+            if kind == "tool_call":
+                prompt.update(tools=[weather], checks=[{"type": "tool_call"}])
+            elif kind == "json":
+                prompt["checks"] = [{"type": "json"}]
+            prompts.append(prompt)
+            for label, tps, ok_every in ((a, 44.0, 9), (b, 61.0, 5)):
+                passed = None if kind is None else (i % ok_every != 0)
+                checks = [] if kind is None else [
+                    {"kind": kind, "passed": passed,
+                     "detail": None if passed else "no tool call" if kind == "tool_call"
+                     else "not valid JSON: expected ',' at line 1"}]  # fmt: skip
+                runs.append(RunResult(label, pid, "…", 0.2 + i / 100, 900.0 + 10 * i,
+                                      tps + (i % 4), 2.5, 900, 120, int(9.6 * 2**30), tps,
+                                      int(9.8 * 2**30), passed, "eos", checks=checks))  # fmt: skip
+            winner = a if i == 1 else (a, b, None)[i % 3] if i % 4 else None
+            verdicts.append(JudgeVerdict(pid, winner, "first", "second", winner is not None))
+        prompts[0] = {
+            "id": "api-1",
+            "text": "Find me a table by the window at Mirabelle for four people, tonight at 8pm.",
+            "tools": [{"name": "book_table", "parameters": {"type": "object"}}],
+            "checks": [{"type": "tool_call", "name": "book_table"}],
+        }
+        runs[0] = RunResult(a, "api-1", "I'll book it now: Mirabelle, four people, 20:00 tonight, "
+                            "a table by the window.", 0.24, 910.0, 46.2, 2.4, 930, 88,
+                            int(9.7 * 2**30), 44.0, int(9.8 * 2**30), True, "tool_calls",
+                            checks=[{"kind": "tool_call", "passed": True}],
+                            tool_calls=[{"name": "book_table", "arguments":
+                                         '{"restaurant": "Mirabelle", "people": 4, '
+                                         '"time": "20:00", "seat": "window"}'}])  # fmt: skip
+        runs[1] = RunResult(b, "api-1", "I can't book tables, but Mirabelle takes bookings by "
+                            "phone. Call them for four people at 8pm and ask for the window.",
+                            0.19, 980.0, 63.0, 1.6, 930, 71, int(8.2 * 2**30), 61.0,
+                            int(8.1 * 2**30), False, "eos",
+                            checks=[{"kind": "tool_call", "passed": False,
+                                     "detail": "no tool call"}])  # fmt: skip
+        res = ComparisonResult(
+            models=[
+                ModelEntry(a, a, est_decode_tps=44.0, loads=1, load_s=6.1),
+                ModelEntry(b, b, est_decode_tps=61.0, loads=1, load_s=5.4),
+            ],
+            prompts=prompts,
+            suite="api-log",
+            residency={
+                "mode": "resident",
+                "ctx": 8192,
+                "reason": "both fit: 8.4 + 7.3 GB of "
+                "weights + 3.0 GB KV at 8k + 0.9 GB compute = 19.6 GB of 119 GB (10% "
+                "kept free); they stay loaded together",
+            },
+            runs=runs,
+            machine="DGX Spark",
+            judge="qwen3-32b:Q4_K_M (judge)",
+            judge_verdicts=verdicts,
+            request={"models": [a, b], "suite": "api-log", "ctx": 8192},
+        )
+        for i in range(1, 13):
+            res.vote(f"api-{i}", ("A", "B", "tie")[(i - 1 + (i % 5 == 0)) % 3])
+        res.finished = "2026-12-04T18:00:00+00:00"
+        saved = res.save(paths)
+        # the agent's 24 recorded requests, and recording left on
+        from launcher.server.recording import traffic_file
+        from launcher.settings import load_settings, save_settings
+        from ui.theme import apply_theme
+
+        apply_theme(app, "light")  # type: ignore[arg-type]
+        line = json.dumps({"v": 1, "api": "/v1/chat/completions", "messages": [
+            {"role": "user", "content": "Find me a table at Mirabelle."}]})  # fmt: skip
+        paths.data_dir.mkdir(parents=True, exist_ok=True)
+        traffic_file(paths).write_text((line + "\n") * 24)
+        settings = load_settings(paths)
+        settings.record_api_traffic = True
+        save_settings(paths, settings)
+        view = CompareView(paths=paths)
+        view.resize(1280, 800)
+        view.show()
+        view.show_result(res, saved)
+        view.max_tokens_spin.setValue(512)
+        _wait(app, 300)  # type: ignore[arg-type]
+        path = out / "compare.png"
+        view.grab().save(str(path))
+        written.append(path)
+
+        # A HumanEval run stopped at 46 of 80 answers (the app was closed), offered to resume.
+        stopped = ComparisonResult(
+            models=[ModelEntry(a, a), ModelEntry(b, b)],
+            prompts=[
+                {
+                    "id": f"HumanEval/{i}",
+                    "text": f"def task_{i}():",
+                    "checks": [{"type": "code", "tests": "pass"}],
+                }
+                for i in range(40)
+            ],
+            suite="humaneval",
+            residency=res.residency,
+            runs=[
+                r
+                for i in range(23)
+                for r in (
+                    RunResult(
+                        a,
+                        f"HumanEval/{i}",
+                        "    return sorted(set(numbers))",
+                        0.3,
+                        800.0,
+                        45.0,
+                        3.1,
+                        140,
+                        96,
+                        checks=[{"kind": "code", "passed": i % 4 != 0}],
+                        check_passed=i % 4 != 0,
+                        stop_reason="eos",
+                    ),
+                    RunResult(
+                        b,
+                        f"HumanEval/{i}",
+                        "    return sorted(numbers)",
+                        0.2,
+                        900.0,
+                        62.0,
+                        2.2,
+                        140,
+                        88,
+                        checks=[
+                            {
+                                "kind": "code",
+                                "passed": i % 3 != 0,
+                                "detail": None if i % 3 else "exit code 1: AssertionError",
+                            }
+                        ],
+                        check_passed=i % 3 != 0,
+                        stop_reason="eos",
+                    ),
+                )
+            ],
+            request={"models": [a, b], "suite": "humaneval", "limit": 40, "ctx": 8192},
+        )
+        saved = stopped.save(paths)
+        view.show_result(stopped, saved)
+        view.prompt_picker.setCurrentIndex(3)
+        _wait(app, 300)  # type: ignore[arg-type]
+        path = out / "compare-resume.png"
+        view.grab().save(str(path))
+        written.append(path)
+        view.shutdown()
+        view.close()
+    return written
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--compare"]:
+        for p in compare_shots(Path(argv[1] if len(argv) > 1 else "docs")):
+            print(p)
+        return 0
     if argv[:1] == ["--mcp"]:
         _mcp_only(Path(argv[1] if len(argv) > 1 else "docs"))
         return 0

@@ -151,7 +151,7 @@ def test_a_judge_grades_the_replies_next_to_the_users_vote(
         pass
     assert view.result is not None and view.result.judge == "tiny-llama (judge)"
     assert len(view.result.judge_verdicts) == 1
-    assert view.judge_label.text().startswith("tiny-llama (judge): tiny-llama ")
+    assert view.judge_label.text().startswith("tiny-llama judged: tiny-llama ")
     assert "agrees with your votes on " in view.judge_label.text() and " of 1 (" in (
         view.judge_label.text()
     )

@@ -26,6 +26,8 @@ class ChartPoint:
     tokens_per_s: float
     quality: float
     basis: str  # "accuracy" or "votes"
+    low: float | None = None  # the 95% interval of quality, drawn as a whisker
+    high: float | None = None
 
 
 class QualitySpeedChart(QWidget):
@@ -93,11 +95,29 @@ class QualitySpeedChart(QWidget):
         bold = QFont(small)
         bold.setBold(True)
         p.setFont(bold)
-        placed: list[QRectF] = []
+
+        def ypos(q: float) -> float:
+            return rect.bottom() - rect.height() * max(0.0, min(q, 1.0))
+
+        centres = [
+            (rect.left() + rect.width() * min(pt.tokens_per_s / top, 1.0), ypos(pt.quality))
+            for pt in self.points
+        ]
+        # Dots are obstacles for every label, so no label covers another model's dot.
+        placed: list[QRectF] = [QRectF(cx - 8, cy - 8, 16, 16) for cx, cy in centres]
+        for (cx, _cy), pt in zip(centres, self.points, strict=True):
+            if pt.low is not None and pt.high is not None:  # whiskers too
+                placed.append(QRectF(cx - 6, ypos(pt.high), 12, ypos(pt.low) - ypos(pt.high)))
         for i, pt in enumerate(self.points):
             colour = QColor(colours[i % len(colours)])
-            x = rect.left() + rect.width() * min(pt.tokens_per_s / top, 1.0)
-            y = rect.bottom() - rect.height() * max(0.0, min(pt.quality, 1.0))
+            x, y = centres[i]
+            if pt.low is not None and pt.high is not None:
+                # the 95% interval: how far the pass rate could be from what was measured
+                p.setPen(QPen(colour, 2))
+                y_low, y_high = ypos(pt.low), ypos(pt.high)
+                p.drawLine(QPointF(x, y_low), QPointF(x, y_high))
+                for yy in (y_low, y_high):
+                    p.drawLine(QPointF(x - 5, yy), QPointF(x + 5, yy))
             p.setPen(QPen(colour.darker(130), 1.5))
             p.setBrush(colour)
             p.drawEllipse(QPointF(x, y), 6, 6)
@@ -117,14 +137,29 @@ class QualitySpeedChart(QWidget):
 
     @staticmethod
     def _label_box(width: float, x: float, y: float, area: QRectF, placed: list[QRectF]) -> QRectF:
-        """A spot for a dot's label inside the plot that overlaps no label placed before."""
-        left = x + 9 if x + 9 + width < area.right() else max(area.left() + 2, x - 9 - width)
-        for dy in (-8, -26, 10, -44, 28, -62, 46):
-            top = min(max(y + dy, area.top() + 1), area.bottom() - 17)
-            box = QRectF(left, top, width, 16)
-            if not any(box.intersects(other) for other in placed):
-                return box
-        return QRectF(left, min(max(y - 8, area.top()), area.bottom() - 16), width, 16)
+        """A spot for a dot's label inside the plot that overlaps no dot and no label placed
+        before: beside the dot (right, then left), else above or below it."""
+        lefts = []
+        if x + 10 + width < area.right():
+            lefts.append(x + 10)
+        if x - 10 - width > area.left():
+            lefts.append(x - 10 - width)
+        for left in lefts:
+            for dy in (-8, -26, 10, -44, 28, -62, 46):
+                top = min(max(y + dy, area.top() + 1), area.bottom() - 17)
+                box = QRectF(left, top, width, 16)
+                if not any(box.intersects(other) for other in placed):
+                    return box
+        # No room beside the dot: anywhere free in the plot (the colour tells whose it is).
+        for left in (area.left() + 2, area.right() - width - 2):
+            top = area.top() + 1
+            while top + 16 < area.bottom():
+                box = QRectF(left, top, width, 16)
+                if not any(box.intersects(other) for other in placed):
+                    return box
+                top += 9
+        lefts.append(min(max(area.left() + 2, x - width / 2), area.right() - width - 2))
+        return QRectF(lefts[0], min(max(y - 8, area.top()), area.bottom() - 16), width, 16)
 
     def _x_max(self) -> float:
         """A round axis maximum above the fastest model."""
