@@ -297,7 +297,7 @@ class AppContext(QObject):
         def build() -> QWidget:
             from ui.compare_view import CompareView
 
-            return CompareView(local_models=self.local_models)
+            return CompareView(local_models=self.local_models, paths=self.paths)
 
         self.compare_lazy = LazyView(build)
         self.window.add_view("compare", "Compare", self.compare_lazy)
