@@ -169,6 +169,10 @@ class CompareView(QWidget):
         self.run_button.setDefault(True)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
+        self.stop_button.setToolTip(
+            "Stop now: every finished answer is saved, and Resume finishes it later, "
+            "even after the app is closed"
+        )
         options = QGridLayout()
         options.addWidget(self.residency_picker, 0, 0, 1, 4)
         options.addWidget(self.ctx_spin, 1, 0)

@@ -95,10 +95,12 @@ def test_stop_then_resume_after_the_view_is_rebuilt(
     first = _view(qtbot, paths)
     _setup(first, tiny_pair, _suite(tmp_path, 4), tokens=8)
     answers: list[int] = []
+    shown: list[str] = []
 
-    def on_event(ev: object) -> None:
+    def on_event(ev: object) -> None:  # runs after the view's own slot (connected later)
         if isinstance(ev, Progress):
             answers.append(ev.done)
+            shown.append(first.progress_label.text())
             if ev.done == 3:
                 first.stop()  # as the user presses Stop after three answers
 
@@ -106,6 +108,7 @@ def test_stop_then_resume_after_the_view_is_rebuilt(
     first.start()
     with qtbot.waitSignal(first.runner.finished, timeout=120_000):
         pass
+    assert shown[0].startswith("1 of 8 answers · about ") and shown[0].endswith(" left")
     assert first.resume_button.isVisible() and first.resume_button.isEnabled()
     assert "3 of 8 answers saved" in first.progress_label.text()
     first.shutdown()  # the app is closed
