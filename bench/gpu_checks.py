@@ -37,24 +37,24 @@ N_PROMPT = 512
 N_GEN = 128
 
 SHAPES: list[tuple[str, dict[str, Any], float]] = [
-    # label, build_model kwargs, seconds the check needs at most (build + bench + engine)
-    (
-        "Llama-3.2-1B shape",
-        dict(arch="llama", n_layers=16, n_embd=2048, n_head=32, n_head_kv=8, head_dim=64,
-             n_ff=8192, n_vocab=128256, context_length=131072),
-        60.0,
-    ),
+    # label, build_model kwargs, seconds the check needs at most (file, benches, engine)
     (
         "Llama-3.1-8B shape",
         dict(arch="llama", n_layers=32, n_embd=4096, n_head=32, n_head_kv=8, head_dim=128,
              n_ff=14336, n_vocab=128256, context_length=131072),
-        90.0,
+        100.0,
     ),
     (
         "Qwen3-32B shape",
         dict(arch="qwen3", n_layers=64, n_embd=5120, n_head=64, n_head_kv=8, head_dim=128,
              n_ff=25600, n_vocab=151936, context_length=40960),
-        180.0,
+        200.0,
+    ),
+    (
+        "Llama-3.2-1B shape",
+        dict(arch="llama", n_layers=16, n_embd=2048, n_head=32, n_head_kv=8, head_dim=64,
+             n_ff=8192, n_vocab=128256, context_length=131072),
+        60.0,
     ),
 ]  # fmt: skip
 # For trying the script on a CPU build here (``--shapes tiny``) before spending device time.
@@ -79,6 +79,71 @@ def llama_bench(exe: Path, model: Path) -> dict[str, float]:
     pp = next(x for x in rows if x["n_prompt"] and not x["n_gen"])
     tg = next(x for x in rows if x["n_gen"] and not x["n_prompt"])
     return {"prefill": float(pp["avg_ts"]), "decode": float(tg["avg_ts"])}
+
+
+PARALLEL = (1, 4, 8)
+PAR_PROMPT = 32
+
+
+def batched_bench(exe: Path, model: Path) -> dict[int, float]:
+    """Native aggregate decode tokens/s with 1, 4 and 8 sequences (``llama-batched-bench``)."""
+    r = subprocess.run(
+        [str(exe), "-m", str(model), "-c", str(CTX), "-b", "2048", "-ub", "512", "-ngl", "99",
+         "-fa", "on", "-npp", str(PAR_PROMPT), "-ntg", str(N_GEN),
+         "-npl", ",".join(map(str, PARALLEL)), "--output-format", "jsonl"],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = {}
+    for line in (r.stdout + r.stderr).splitlines():
+        if line.startswith("{") and '"speed_tg"' in line:
+            row = json.loads(line)
+            out[int(row["pl"])] = float(row["speed_tg"])
+    return out
+
+
+def engine_parallel(model: Path, plan: Any) -> dict[int, float]:
+    """Aggregate decode tokens/s through ``EngineClient`` with 1, 4 and 8 replies at once in
+    a host with 8 parallel slots (continuous batching): generated tokens over the span from
+    the first reply's first token to the last reply's last token."""
+    import dataclasses
+    import threading
+
+    from launcher.engine import EngineClient, EngineParams, Sampling, Token
+
+    params = dataclasses.replace(EngineParams.from_plan(plan), n_parallel=max(PARALLEL))
+    client = EngineClient()
+    out: dict[int, float] = {}
+    try:
+        client.load(model, params, plan=plan)
+        sampling = Sampling(
+            max_tokens=N_GEN, temperature=0, cache_prompt=False, logit_bias=((2, -1e9),)
+        )
+        for n in (1, *PARALLEL):  # the first round warms up
+            spans: list[tuple[float, float, int]] = []
+            lock = threading.Lock()
+
+            def one(i: int, spans: list[tuple[float, float, int]], lock: Any) -> None:
+                first = last = 0.0
+                count = 0
+                for ev in client.complete(f"{i} " + "ab" * (PAR_PROMPT // 2 - 2), sampling):
+                    if isinstance(ev, Token):
+                        last = time.perf_counter()
+                        first = first or last
+                        count += 1
+                with lock:
+                    spans.append((first, last, count))
+
+            threads = [threading.Thread(target=one, args=(i, spans, lock)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            start = min(a for a, _, _ in spans)
+            end = max(b for _, b, _ in spans)
+            out[n] = sum(c - 1 for _, _, c in spans) / (end - start) if end > start else 0.0
+        return out
+    finally:
+        client.unload()
 
 
 def engine_run(model: Path, plan: Any) -> dict[str, Any]:
@@ -130,7 +195,9 @@ def engine_run(model: Path, plan: Any) -> dict[str, Any]:
         client.unload()
 
 
-def check_model(label: str, shape: dict[str, Any], work: Path, exe: Path) -> dict[str, Any]:
+def check_model(
+    label: str, shape: dict[str, Any], work: Path, exe: Path, batched: Path | None = None
+) -> dict[str, Any]:
     from launcher.gguf import read_model
     from launcher.hardware import probe
     from launcher.planning import ModelSummary, plan
@@ -146,6 +213,12 @@ def check_model(label: str, shape: dict[str, Any], work: Path, exe: Path) -> dic
     res["plan"] = p.to_json()
     res["native"] = llama_bench(exe, path)
     res["engine"] = engine_run(path, p)
+    if batched is not None and batched.exists():
+        try:
+            res["native_parallel"] = batched_bench(batched, path)
+            res["engine_parallel"] = engine_parallel(path, p)
+        except Exception as exc:  # recorded; the single-stream results stand
+            res["parallel_error"] = f"{exc!r}\n{traceback.format_exc()[-1500:]}"
     path.unlink()
     return res
 
@@ -186,13 +259,30 @@ def markdown(results: dict[str, Any]) -> str:
     for r in results.get("models", []):
         e, p = r["engine"], r["plan"]
         buf = e["buffers"]
-        w, kv, c = (_gpu_buffer(buf, k) for k in ("model", "KV", "compute"))
+        w, kv, c = (_gpu_buffer(buf, k) for k in ("model", "kv", "compute"))
         nvml = e.get("nvml_after_load") or 0
         lines.append(
             f"| {r['model']} | {p['weights_bytes'] / MiB:,.0f} / {w / MiB:,.0f} | "
             f"{p['kv_bytes'] / MiB:,.0f} / {kv / MiB:,.0f} | {p['compute_bytes'] / MiB:,.0f} / "
             f"{c / MiB:,.0f} | {p['total_bytes'] / MiB:,.0f} / {nvml / MiB:,.0f} |"
         )
+    par = [r for r in results.get("models", []) if r.get("engine_parallel")]
+    if par:
+        lines += [
+            "",
+            "Several replies at once (continuous batching, 8 slots): aggregate decode tokens/s, "
+            f"{PAR_PROMPT}-token prompts, {N_GEN} tokens each; native `llama-batched-bench` "
+            "with the same sequences.",
+            "",
+            "| model | replies | engine t/s | llama-batched-bench t/s | ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for r in par:
+            for n in PARALLEL:
+                e = r["engine_parallel"].get(n) or r["engine_parallel"].get(str(n)) or 0.0
+                nat = r["native_parallel"].get(n) or r["native_parallel"].get(str(n)) or 0.0
+                ratio = f"{e / nat:.2f}" if nat else "-"
+                lines.append(f"| {r['model']} | {n} | {e:.0f} | {nat:.0f} | {ratio} |")
     tests = results.get("pytest_gpu")
     if tests:
         lines += ["", f"`pytest tests/gpu` there: {tests}."]
@@ -202,6 +292,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", type=Path, required=True, help="the llama-bench executable")
+    ap.add_argument("--batched-bench", type=Path, default=None)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("/tmp/gpu-work"))
     ap.add_argument("--budget-s", type=float, default=400.0)
@@ -248,7 +339,7 @@ def main(argv: list[str]) -> int:
             results["errors"].append(f"{label}: skipped, {left:.0f} s left")
             continue
         try:
-            results["models"].append(check_model(label, shape, a.work, a.bench))
+            results["models"].append(check_model(label, shape, a.work, a.bench, a.batched_bench))
         except Exception as exc:  # recorded; the next model goes on
             results["errors"].append(f"{label}: {exc!r}\n{traceback.format_exc()[-2000:]}")
         _save(a.out, results)

@@ -29,7 +29,7 @@ if [ ! -x "$BUILD/bin/llama-bench" ]; then
     echo "building llama.cpp: $ARGS"
     # shellcheck disable=SC2086
     { cmake -S "$LL/vendor/llama.cpp" -B "$BUILD" -G Ninja $ARGS &&
-      cmake --build "$BUILD" --target llama-bench llama -j "$(nproc)"; } >"$OUT/build.log" 2>&1 ||
+      cmake --build "$BUILD" --target llama-bench llama-batched-bench llama -j "$(nproc)"; } >"$OUT/build.log" 2>&1 ||
         { tail -40 "$OUT/build.log"; exit 1; }
 fi
 BUILD_S=$(($(date +%s) - T0))
@@ -42,5 +42,6 @@ export PYTHONPATH=/tmp/site:$ROOT/.gpu/site:$ROOT
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 cd "$ROOT" && ${GPU_CHECK_PYTHON:-python3} -m bench.gpu_checks --bench "$BUILD/bin/llama-bench" --out "$OUT" \
-    --budget-s $((BUDGET - BUILD_S)) --build-s "$BUILD_S" --cmake-args "$(echo $ARGS)" \
+    --batched-bench "$BUILD/bin/llama-batched-bench" --budget-s $((BUDGET - BUILD_S)) \
+    --build-s "$BUILD_S" --cmake-args "$(echo $ARGS)" \
     --shapes "${GPU_CHECK_SHAPES:-}"
