@@ -2,7 +2,7 @@
 
 Nothing loads here. Each model given as a GGUF path or a catalog id (``qwen3-32b:Q4_K_M``) is
 turned into a ``ModelSummary`` (the GGUF header, or the catalog's offline numbers), planned on
-the chosen machine at the requested context (``launcher.estimate.plan``), and the plans feed
+the chosen machine at the requested context (``launcher.planning.plan``), and the plans feed
 :func:`launcher.compare_plan.plan_residency`. ``compare --plan-only`` prints exactly this, which
 is why it works for reference machines and for models not downloaded yet.
 """
@@ -38,8 +38,8 @@ class PreparedModel:
     label: str
     source: str  # what the user typed
     path: Path | None  # local GGUF; None for a catalog model not on this machine
-    summary: Any  # launcher.estimate.ModelSummary
-    plan: Any  # launcher.estimate.MemoryPlan
+    summary: Any  # launcher.planning.ModelSummary
+    plan: Any  # launcher.planning.MemoryPlan
     footprint: Footprint
 
     def as_compare_model(self) -> CompareModel:
@@ -65,7 +65,7 @@ class PreparedComparison:
 
 def resolve_model(spec: str, paths: AppPaths | None = None) -> tuple[str, Path | None, Any]:
     """(display name, local path or None, ModelSummary) for a GGUF path or a catalog id."""
-    from launcher.estimate import ModelSummary
+    from launcher.planning import ModelSummary
 
     if is_remote_spec(spec):  # remote:NAME/MODEL: its memory is the server's; no summary
         remote_name, remote_model = parse_spec(spec)
@@ -109,8 +109,8 @@ def prepare(
     machine: MachineProfile | None = None,
 ) -> PreparedComparison:
     """Resolve and plan every model of ``request`` and decide the residency; loads nothing."""
-    from launcher.estimate import plan
     from launcher.machines import resolve_machine
+    from launcher.planning import plan
 
     if len(request.models) < 2:
         raise CompareError("compare needs at least two models (paths or catalog ids)")
@@ -147,8 +147,8 @@ def prepare_judge(
 ) -> CompareModel:
     """The judge model of a comparison (a GGUF path, catalog id or ``remote:NAME/MODEL``),
     planned on ``machine`` like the compared models; loads nothing."""
-    from launcher.estimate import plan
     from launcher.machines import resolve_machine
+    from launcher.planning import plan
 
     name, path, summary = resolve_model(spec, paths)
     label = f"{name} (judge)"

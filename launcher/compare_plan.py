@@ -48,7 +48,7 @@ class Footprint:
 
     @classmethod
     def from_plan(cls, label: str, plan: Any) -> Footprint:
-        """Read a ``launcher.estimate.MemoryPlan`` (or anything with the same fields)."""
+        """Read a ``launcher.planning.MemoryPlan`` (or anything with the same fields)."""
         per_device = getattr(plan, "per_device", None) or {}
         if not isinstance(per_device, Mapping):
             per_device = _per_device_from_sequence(per_device)

@@ -102,7 +102,7 @@ def plan_repo_files(
     from launcher import hub
     from launcher.catalog import read_remote_model
     from launcher.errors import LauncherError
-    from launcher.estimate import ModelSummary, plan
+    from launcher.planning import ModelSummary, plan
 
     files = hub.list_gguf_files(repo)
     ranked = sorted(
@@ -331,7 +331,7 @@ class AppContext(QObject):
 
     def _calibration(self) -> Any:
         if self._calibration_store is None:
-            from launcher.calibration import CalibrationStore
+            from launcher.planning.calibration import CalibrationStore
 
             self._calibration_store = CalibrationStore(self.paths.calibration_file)
         return self._calibration_store
@@ -339,14 +339,14 @@ class AppContext(QObject):
     def _machine_key(self) -> str | None:
         if self.profile is None:
             return None
-        from launcher.calibration import machine_key
+        from launcher.planning.calibration import machine_key
 
         return machine_key(self.profile)
 
     def _plan_for_file(self, path: str) -> Any:
         """Formula plan for a local GGUF on this machine (runs on the model's worker)."""
-        from launcher.estimate import ModelSummary, plan
         from launcher.gguf.reader import read_model
+        from launcher.planning import ModelSummary, plan
 
         profile = self.profile
         if profile is None:

@@ -1,4 +1,4 @@
-"""Feeding measured loads and replies to the calibration store (``launcher.calibration``).
+"""Feeding measured loads and replies to the calibration store (``launcher.planning.calibration``).
 
 Each ``Loaded`` (buffer sizes, memory, load time) and each ``ReplyFinished`` long enough to
 mean something (decode and prefill speed) becomes one ``CalibrationStore.record`` call keyed by

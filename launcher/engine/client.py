@@ -94,7 +94,7 @@ class EngineClient:
     """Starts, talks to and stops one model host process.
 
     ``calibration``: an optional store with ``record(machine_key, model_key, settings,
-    measured)`` (``launcher.calibration.CalibrationStore``); each ``Loaded`` and
+    measured)`` (``launcher.planning.CalibrationStore``); each ``Loaded`` and
     ``ReplyFinished`` is recorded there. ``machine_key`` names this machine in it.
 
     ``crash_history``: where crashes are counted per model (``crashes.json`` in the app); the

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher.calibration import CalibrationStore, machine_key
 from launcher.catalog import Catalog
 from launcher.machines import resolve_machine
+from launcher.planning.calibration import CalibrationStore, machine_key
 from launcher.recommend import recommend
 from ui.models.candidates import CandidateRole, Column
 from ui.models.rows import CandidateRow, candidate_from
