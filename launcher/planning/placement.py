@@ -34,7 +34,8 @@ def place_layers(
     gpu_name: str | None,
     compute_scale: float = 1.0,
 ) -> dict[str, DeviceUse]:
-    """Memory per device with the last ``ngl`` blocks on the GPU (llama.cpp's placement)."""
+    """Memory per device with the last ``ngl`` blocks on the GPU (llama.cpp's placement);
+    ``compute_scale`` corrects the compute buffers by what loads here measured."""
     devices = _place_formula(s, kv_layers, ngl, output_gpu, ctx, flash_attn, n_ubatch, gpu_name)
     if compute_scale != 1.0:
         for d in devices.values():
@@ -43,15 +44,9 @@ def place_layers(
 
 
 def _place_formula(
-    s: ModelSummary,
-    kv_layers: Sequence[int],
-    ngl: int,
-    output_gpu: bool,
-    ctx: int,
-    flash_attn: bool,
-    n_ubatch: int,
-    gpu_name: str | None,
-) -> dict[str, DeviceUse]:
+    s: ModelSummary, kv_layers: Sequence[int], ngl: int, output_gpu: bool, ctx: int,
+    flash_attn: bool, n_ubatch: int, gpu_name: str | None,
+) -> dict[str, DeviceUse]:  # fmt: skip
     cpu = DeviceUse()
     devices = {"CPU": cpu}
     first_gpu = s.n_layers - ngl
