@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from launcher.engine import protocol
+from launcher.engine.api import Message
 from launcher.engine.calibrate import conditions_since, cpu_mark
 from launcher.engine.crashes import CrashHistory, classify, safe_settings
 from launcher.engine.events import (
@@ -57,10 +58,9 @@ from launcher.engine.logparse import load_failure_message
 from launcher.engine.memory import gpu_bytes, rss_bytes
 from launcher.errors import EngineError, ModelLoadError
 from launcher.hardware.cpufeatures import read_cpu_flags
+from launcher.planning.types import MemoryPlan
 
 log = logging.getLogger(__name__)
-
-Message = Mapping[str, Any]
 
 
 def plain_message(m: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,7 +132,9 @@ class EngineClient:
         self._unloading = False
         self._calibration = calibration
         self._machine_key = machine_key
-        self._plan: Any = None  # the MemoryPlan of the current load, when one was given
+        self._plan: MemoryPlan | None = (
+            None  # the MemoryPlan of the current load, when one was given
+        )
         # thread id -> the stream it iterates, while suspended in it
         self._suspended: weakref.WeakValueDictionary[int, ReplyStream] = (
             weakref.WeakValueDictionary()
@@ -176,10 +178,10 @@ class EngineClient:
     def load(
         self,
         path: str | os.PathLike[str],
-        params: Any = None,
+        params: EngineParams | MemoryPlan | Mapping[str, Any] | None = None,
         on_progress: Callable[[LoadProgress], None] | None = None,
         *,
-        plan: Any = None,
+        plan: MemoryPlan | None = None,
     ) -> Loaded:
         """Start a host and load ``path`` with ``params`` (``EngineParams``, a ``MemoryPlan``
         or a dict of ``Llama`` keyword arguments). Replaces a model already loaded.
@@ -247,7 +249,7 @@ class EngineClient:
                 n_parallel=int(msg.get("n_parallel", 1)),
                 n_ctx_slot=int(msg.get("n_ctx_slot", msg["n_ctx"])),
             )
-            if plan is None and hasattr(params, "calibration_settings"):
+            if plan is None and isinstance(params, MemoryPlan):
                 plan = params
             self._plan = plan
             self._record("loaded", self.loaded)

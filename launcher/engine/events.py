@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from launcher.planning.ggml import KV_TYPES
+from launcher.planning.types import MemoryPlan
 
 if TYPE_CHECKING:
     from launcher.errors import HostCrashedError
@@ -113,15 +114,14 @@ class EngineParams:
         return params
 
     @classmethod
-    def from_plan(cls, plan: Any) -> EngineParams:
-        """Convert a ``MemoryPlan`` (anything with ``llama_params() -> dict``) or a dict."""
+    def from_plan(cls, plan: EngineParams | MemoryPlan | Mapping[str, Any]) -> EngineParams:
+        """Convert a ``MemoryPlan`` (its ``llama_params()``) or a dict of ``Llama`` keywords."""
         if isinstance(plan, EngineParams):
             return plan
         if isinstance(plan, Mapping):
             return cls.from_dict(plan)
-        llama_params = getattr(plan, "llama_params", None)
-        if callable(llama_params):
-            return cls.from_dict(llama_params())
+        if isinstance(plan, MemoryPlan):
+            return cls.from_dict(plan.llama_params())
         raise TypeError(f"cannot use {type(plan).__name__} as engine parameters")
 
     def validate(self) -> None:

@@ -27,8 +27,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from launcher.engine.api import Message
 from launcher.engine.client import plain_message
 from launcher.engine.events import (
     EngineParams,
@@ -54,6 +55,9 @@ from launcher.errors import (
 from launcher.httpio import shutdown_socket
 from launcher.paths import AppPaths
 from launcher.remotes import Remote, RemoteStore, is_remote_spec, make_spec, parse_spec, redact_key
+
+if TYPE_CHECKING:
+    from launcher.planning import MemoryPlan
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +164,10 @@ class RemoteEngineClient:
     def load(
         self,
         model: str | os.PathLike[str],
-        params: Any = None,
+        params: EngineParams | MemoryPlan | Mapping[str, Any] | None = None,
         on_progress: Callable[[LoadProgress], None] | None = None,
         *,
-        plan: Any = None,
+        plan: MemoryPlan | None = None,
     ) -> Loaded:
         """Check that the server lists ``model`` (``remote:NAME/MODEL``, or the model id when
         this client was given its ``remote``); ``params``/``plan`` are ignored (the server
@@ -237,7 +241,7 @@ class RemoteEngineClient:
 
     # ------------------------------------------------------------------ generation
     def chat(
-        self, messages: Sequence[Mapping[str, str]], sampling: Sampling | None = None
+        self, messages: Sequence[Message], sampling: Sampling | None = None
     ) -> Iterator[Event]:
         """Stream a reply to ``messages`` with the server's chat template (events as
         ``EngineClient.chat``). Raises ``RemoteEngineError`` (with what to do) when the server
@@ -657,10 +661,10 @@ class LocalOrRemoteClient:
     def load(
         self,
         path: str | os.PathLike[str],
-        params: Any = None,
+        params: EngineParams | MemoryPlan | Mapping[str, Any] | None = None,
         on_progress: Callable[[LoadProgress], None] | None = None,
         *,
-        plan: Any = None,
+        plan: MemoryPlan | None = None,
     ) -> Loaded:
         target = self.remote if is_remote_spec(path) else self.local
         other = self.local if target is self.remote else self.remote
@@ -669,7 +673,7 @@ class LocalOrRemoteClient:
         return target.load(path, params, on_progress, plan=plan)
 
     def chat(
-        self, messages: Sequence[Mapping[str, str]], sampling: Sampling | None = None
+        self, messages: Sequence[Message], sampling: Sampling | None = None
     ) -> Iterator[Event]:
         return self.current.chat(messages, sampling)
 

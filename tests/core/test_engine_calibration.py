@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from launcher.engine import EngineClient, EngineParams, ReplyFinished, Sampling
 from launcher.engine.calibrate import MIN_CONDITIONS_S, model_key
@@ -12,20 +11,6 @@ from launcher.gguf.reader import read_model
 from launcher.hardware import probe
 from launcher.planning import ModelSummary, plan
 from launcher.planning.calibration import CalibrationStore, is_contended, machine_key
-
-
-class _OneThread:
-    """A MemoryPlan as the engine sees it (duck-typed), pinned to one thread: the test
-    machine's cores are shared and llama.cpp's spinning threads slow down under contention."""
-
-    def __init__(self, plan: Any) -> None:
-        self.plan = plan
-
-    def llama_params(self) -> dict[str, Any]:
-        return {**self.plan.llama_params(), "n_threads": 1}
-
-    def calibration_settings(self) -> dict[str, Any]:
-        return dict(self.plan.calibration_settings())
 
 
 def test_a_planned_load_and_its_replies_make_the_estimate_measured(
@@ -38,9 +23,11 @@ def test_a_planned_load_and_its_replies_make_the_estimate_measured(
     assert memory_plan.speed.basis != "measured"
     client = EngineClient(calibration=store, machine_key=machine_key(machine))
     try:
-        loaded = client.load(gemma_path, _OneThread(memory_plan))
-        expected = dataclasses.replace(EngineParams.from_plan(memory_plan), n_threads=1)
-        assert loaded.params == expected.resolved()  # exactly the plan's settings
+        # The plan's settings pinned to one thread (the test machine's cores are shared and
+        # llama.cpp's spinning threads slow down under contention), filed under the plan.
+        one_thread = dataclasses.replace(EngineParams.from_plan(memory_plan), n_threads=1)
+        loaded = client.load(gemma_path, one_thread, plan=memory_plan)
+        assert loaded.params == one_thread.resolved()  # exactly the plan's settings
         done = None
         for ev in client.complete("1, 2, 3, 4, 5,", Sampling(max_tokens=12, temperature=0)):
             if isinstance(ev, ReplyFinished):

@@ -12,6 +12,7 @@ from launcher.engine.host import _split_stop, transcript
 from launcher.engine.logparse import load_failure_message, parse_buffers
 from launcher.engine.protocol import decode, encode
 from launcher.errors import EngineError
+from launcher.planning import MemoryPlan
 
 # Captured from llama-cpp-python 0.3.36 (CPU) loading Gemma 3 270M, plus CUDA lines.
 GEMMA_CPU_LOG = [
@@ -113,24 +114,17 @@ def test_transcript_for_models_without_a_template() -> None:
     assert text == "Be brief.\n\nUser: Hi\nAssistant: Hello.\nUser: Capital of France?\nAssistant:"
 
 
-class _Plan:
-    def llama_params(self) -> dict[str, object]:
-        return {
-            "n_gpu_layers": 99,
-            "n_ctx": 8192,
-            "type_k": 8,
-            "type_v": 8,
-            "flash_attn": True,
-            "swa_full": False,
-            "n_batch": 512,
-            "n_ubatch": 256,
-            "use_mmap": True,
-            "offload_kqv": True,
-        }
+def _plan() -> MemoryPlan:
+    """A plan with 98 blocks and the output layer on the GPU, q8_0 KV, 256-token ubatches."""
+    return MemoryPlan(
+        weights_bytes=1, kv_bytes=1, compute_bytes=1, per_device={}, verdict="full_gpu",
+        gpu_layers=98, total_layers=98, max_context_full_gpu=8192, context=8192,
+        kv_type="q8_0", type_v="q8_0", flash_attn=True, n_ubatch=256, output_on_gpu=True,
+    )  # fmt: skip
 
 
 def test_params_convert_from_a_memory_plan_and_resolve_threads() -> None:
-    p = EngineParams.from_plan(_Plan())
+    p = EngineParams.from_plan(_plan())
     assert (p.n_gpu_layers, p.n_ctx, p.type_k, p.type_v, p.flash_attn, p.n_ubatch) == (
         99,
         8192,
