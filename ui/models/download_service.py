@@ -13,6 +13,16 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from launcher.downloads.events import (
+    DownloadEvent,
+    DownloadFailed,
+    DownloadFinished,
+    DownloadProgress,
+    DownloadRetrying,
+    DownloadStopped,
+    FileStarted,
+    FileVerified,
+)
 from launcher.paths import AppPaths
 from launcher.settings import Settings
 from ui.models.rows import DownloadRow
@@ -82,37 +92,35 @@ class DownloadService(QObject):
         self.progressed.emit(_copy(row))
 
     # Called on the manager's threads: only touch our rows and emit (Qt queues the signal).
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: DownloadEvent) -> None:
         download_id = self._ids.get(event.job_id)
         if download_id is None:
             return
         row = self._rows[download_id]
-        kind = type(event).__name__
-        if kind == "FileStarted":
-            row.state, row.error = "downloading", ""
-        elif kind == "DownloadProgress":
-            row.state = (
-                "verifying" if event.total and event.bytes_done >= event.total else ("downloading")
-            )
-            row.done_bytes, row.total_bytes = event.bytes_done, event.total
-            row.speed, row.eta_s, row.error = event.speed, event.eta, ""
-        elif kind == "DownloadRetrying":
-            row.error = f"retrying in {event.delay:.0f} s: {event.reason}"
-        elif kind == "FileVerified":
-            row.path = str(event.path)
-        elif kind == "DownloadFinished":
-            row.state, row.verified, row.error = "done", True, ""
-            row.done_bytes = row.total_bytes or row.done_bytes
-            row.speed, row.eta_s = None, None
-            if event.paths:
-                row.path = str(event.paths[0])
-        elif kind == "DownloadFailed":
-            row.state, row.error = "failed", str(event.message)
-        elif kind == "DownloadStopped":
-            row.state = "paused" if event.paused else "cancelled"
-            row.done_bytes = event.bytes_kept
-        else:
-            return
+        match event:
+            case FileStarted():
+                row.state, row.error = "downloading", ""
+            case DownloadProgress(bytes_done=done, total=total):
+                row.state = "verifying" if total and done >= total else "downloading"
+                row.done_bytes, row.total_bytes = done, total
+                row.speed, row.eta_s, row.error = event.speed, event.eta, ""
+            case DownloadRetrying(delay=delay, reason=reason):
+                row.error = f"retrying in {delay:.0f} s: {reason}"
+            case FileVerified(path=path):
+                row.path = str(path)
+            case DownloadFinished(paths=paths):
+                row.state, row.verified, row.error = "done", True, ""
+                row.done_bytes = row.total_bytes or row.done_bytes
+                row.speed, row.eta_s = None, None
+                if paths:
+                    row.path = str(paths[0])
+            case DownloadFailed(message=message):
+                row.state, row.error = "failed", str(message)
+            case DownloadStopped(paused=paused, bytes_kept=kept):
+                row.state = "paused" if paused else "cancelled"
+                row.done_bytes = kept
+            case _:
+                return
         self.progressed.emit(_copy(row))
 
     def _call(self, download_id: str, action: str) -> None:
