@@ -192,3 +192,71 @@ def recommend(
             )
         )
     return out
+
+
+# ------------------------------------------------------------------- any Hub repository
+#: Headers are a few MB each (tokenizer arrays): a repository's usual quants are planned from
+#: their headers, the rest only listed.
+PLANNED_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0", "MXFP4", "Q6_K")
+MAX_PLANNED_FILES = 4
+
+
+@dataclass(frozen=True)
+class RepoOption:
+    """One GGUF choice of a Hub repository, planned on the machine when its header was read."""
+
+    repo: str
+    name: str
+    quant: str
+    files: tuple[str, ...]
+    size_bytes: int
+    params: int  # 0: unknown (header not read)
+    plan: MemoryPlan | None  # None: not planned (see ``reason``)
+    reason: str
+
+
+def plan_repo(
+    repo: str,
+    profile: MachineProfile,
+    context: int,
+    calibration: CalibrationStore | None = None,
+) -> list[RepoOption]:
+    """A Hub repository's GGUF choices, the usual quants first and planned from their headers
+    (read by HTTP Range, no tensor data); the others listed unplanned. Hub errors raise."""
+    from launcher import hub
+    from launcher.catalog import read_remote_model
+    from launcher.errors import LauncherError
+    from launcher.planning import ModelSummary
+
+    files = hub.list_gguf_files(repo)
+    order = {q: i for i, q in enumerate(PLANNED_QUANTS)}
+    ranked = sorted(files.choices, key=lambda c: order.get(c.quant or "", len(order)))
+    out: list[RepoOption] = []
+    for n, choice in enumerate(ranked):
+        names = tuple(f.path for f in choice.files)
+        p: MemoryPlan | None = None
+        params = 0
+        reason = "Not planned: only the usual quants are read from the Hub."
+        if n < MAX_PLANNED_FILES:
+            try:
+                model, _ = read_remote_model(repo, names, files.revision)
+                summary = ModelSummary.from_header(model)
+                params = summary.n_params
+                ctx = min(context, summary.context_length or context)
+                p = plan(summary, profile, ctx, calibration=calibration)
+                reason = f"Planned from the file's header at {ctx} tokens."
+            except LauncherError as exc:
+                reason = f"Could not read its header: {exc}"
+        out.append(
+            RepoOption(
+                repo=repo,
+                name=repo.split("/")[-1],
+                quant=choice.quant or choice.label,
+                files=names,
+                size_bytes=choice.total_size,
+                params=params,
+                plan=p,
+                reason=reason,
+            )
+        )
+    return out

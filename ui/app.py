@@ -24,6 +24,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from launcher.chats import ChatStore
+from launcher.library import LocalModel
 from launcher.paths import AppPaths
 from launcher.server.config import ApiConfig, load_api_config, save_api_config
 from launcher.server.pool import ModelRegistry
@@ -35,6 +36,7 @@ from ui.models.rows import (
     CandidateRow,
     DownloadRow,
     candidate_from,
+    candidate_from_option,
     check_from,
     local_model_from,
     set_aside_from,
@@ -87,61 +89,14 @@ def ghost_bytes(plan: Any, profile: Any) -> dict[str, int]:
     return out
 
 
-# Headers are a few MB each (tokenizer arrays); plan the usual quants, list the rest.
-PLANNED_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0", "MXFP4", "Q6_K")
-MAX_PLANNED_FILES = 4
-
-
 def plan_repo_files(
     repo: str, profile: Any, context: int, calibration: Any = None
 ) -> list[CandidateRow]:
-    """A Hub repository's GGUF choices as rows; the usual quants planned from their headers
-    (read by HTTP Range, no tensor data). Runs on a worker thread."""
-    from types import SimpleNamespace
+    """A Hub repository's GGUF choices as rows (``launcher.recommend.plan_repo``: the usual
+    quants planned from their headers). Runs on a worker thread."""
+    from launcher.recommend import plan_repo
 
-    from launcher import hub
-    from launcher.catalog import read_remote_model
-    from launcher.errors import LauncherError
-    from launcher.planning import ModelSummary, plan
-
-    files = hub.list_gguf_files(repo)
-    ranked = sorted(
-        files.choices,
-        key=lambda c: (
-            PLANNED_QUANTS.index(c.quant) if c.quant in PLANNED_QUANTS else len(PLANNED_QUANTS)
-        ),
-    )
-    rows: list[CandidateRow] = []
-    for n, choice in enumerate(ranked):
-        names = [f.path for f in choice.files]
-        p: Any = None
-        params = 0
-        reason = "Not planned: only the usual quants are read from the Hub."
-        if n < MAX_PLANNED_FILES:
-            try:
-                model, _ = read_remote_model(repo, names, files.revision)
-                summary = ModelSummary.from_header(model)
-                params = summary.n_params
-                ctx = min(context, summary.context_length or context)
-                p = plan(summary, profile, ctx, calibration=calibration)
-                reason = f"Planned from the file's header at {ctx} tokens."
-            except LauncherError as exc:
-                reason = f"Could not read its header: {exc}"
-        rec = SimpleNamespace(
-            candidate=SimpleNamespace(
-                model=SimpleNamespace(name=repo.split("/")[-1], params=params, uses=()),
-                quant=SimpleNamespace(
-                    repo=repo,
-                    files=tuple(names),
-                    quant=choice.quant or choice.label,
-                    size_bytes=choice.total_size,
-                ),
-            ),
-            plan=p,
-            reason=reason,
-        )
-        rows.append(candidate_from(rec))
-    return rows
+    return [candidate_from_option(o) for o in plan_repo(repo, profile, context, calibration)]
 
 
 class PlannedEngine:
@@ -743,7 +698,9 @@ class AppContext(QObject):
         if not self.chat.select_model(path):
             # The library scan has not listed it yet: add it so it can be picked now.
             rows = self.local_models.rows()
-            rows.append(local_model_from({"path": path, "source": "library", "owned": True}))
+            p = Path(path)
+            size = p.stat().st_size if p.exists() else 0
+            rows.append(local_model_from(LocalModel(p.name, p, (p,), size, "ours", True)))
             self.local_models.set_rows(rows)
             self.chat.select_model(path)
         if self.session.state == "unloaded":

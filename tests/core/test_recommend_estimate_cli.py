@@ -235,3 +235,30 @@ def test_estimate_hf_uses_the_users_token_for_gated_repos(
     out = _run_json(capsys, "estimate", uri, "--machine", "dgx-spark")
     assert out["total_layers"] == TINY_LLAMA["n_layers"]
     assert any(r.authorized for r in hub.requests if "/resolve/" in r.path)
+
+
+def test_a_hub_repository_is_planned_from_its_headers_usual_quants_first(
+    hub: LoopbackHub, llama70_header: Path, app_home: Path
+) -> None:
+    """Discover's "expand a Hub repo": each choice planned from its header read by Range (a
+    70B shape on a DGX Spark runs fully on the GPU at Q4_K_M), the usual quant listed first."""
+    from launcher.machines import load_reference
+    from launcher.recommend import MAX_PLANNED_FILES, plan_repo
+
+    header = read_header(llama70_header)
+    head = llama70_header.read_bytes()[: header.data_offset]
+    files = {
+        f"Llama-70B-{q}.gguf": Synthetic(header.declared_size, head=head, fill="zeros")
+        for q in ("IQ1_S", "Q4_K_M")
+    }
+    hub.add_repo("someone/Llama-70B-GGUF", files)
+    opts = plan_repo("someone/Llama-70B-GGUF", load_reference("dgx-spark"), 32768)
+    assert [o.quant for o in opts] == ["Q4_K_M", "IQ1_S"]  # the usual quant first
+    q4 = opts[0]
+    assert q4.plan is not None and q4.plan.verdict == "full_gpu"
+    assert (
+        q4.plan.context == 32768 and q4.reason == "Planned from the file's header at 32768 tokens."
+    )
+    assert q4.size_bytes == header.declared_size and q4.files == ("Llama-70B-Q4_K_M.gguf",)
+    assert sum(hub.bytes_served.values()) < 2 * 16 * MiB  # headers only, no tensor data
+    assert MAX_PLANNED_FILES >= 2 and opts[1].plan is not None  # both among the planned few

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import Qt
 
 from launcher.chats import ConversationSummary
+from launcher.hardware.doctor import Check
+from launcher.library import LocalModel
 from launcher.machines import load_reference
-from launcher.recommend import recommend
+from launcher.recommend import RepoOption, recommend
 from ui.models.candidates import CandidateFilterModel, CandidateModel, CandidateRole, Column
 from ui.models.checks import CheckModel
 from ui.models.conversations import ConversationListModel
@@ -16,8 +20,8 @@ from ui.models.rows import (
     CandidateRow,
     CheckRow,
     DownloadRow,
-    LocalModelRow,
     candidate_from,
+    candidate_from_option,
     check_from,
     local_model_from,
 )
@@ -92,24 +96,26 @@ def test_local_models_mark_other_tools(qtmodeltester) -> None:
     model.set_rows(
         [
             local_model_from(
-                {
-                    "path": "/lm/q.gguf",
-                    "name": "qwen",
-                    "size": 2**30,
-                    "source": "lmstudio",
-                    "owned": False,
-                    "quant": "Q4_K_M",
-                }
+                LocalModel(
+                    "qwen",
+                    Path("/lm/q.gguf"),
+                    (Path("/lm/q.gguf"),),
+                    2**30,
+                    "lmstudio",
+                    False,
+                    quant="Q4_K_M",
+                )
             ),
             local_model_from(
-                {
-                    "path": "/ours/g.gguf",
-                    "name": "gemma",
-                    "size": 2**28,
-                    "source": "library",
-                    "owned": True,
-                    "parameters": 268_000_000,
-                }
+                LocalModel(
+                    "gemma",
+                    Path("/ours/g.gguf"),
+                    (Path("/ours/g.gguf"),),
+                    2**28,
+                    "ours",
+                    True,
+                    parameters=268_000_000,
+                )
             ),
         ]
     )
@@ -163,7 +169,7 @@ def test_check_model_shows_status_and_fix(qtmodeltester) -> None:
     model = CheckModel()
     model.set_rows(
         [
-            check_from({"title": "NVML", "status": "warn", "detail": "missing", "fix": "install"}),
+            check_from(Check("nvml", "NVML", "warn", "missing", "install")),
             CheckRow("Disk", "ok", "120 GiB free"),
         ]
     )
@@ -174,6 +180,12 @@ def test_check_model_shows_status_and_fix(qtmodeltester) -> None:
     assert model.index(0, 0).data(Qt.ItemDataRole.ForegroundRole) is not None
 
 
-def test_rows_from_hub_style_objects_are_tolerant() -> None:
-    row = local_model_from({"path": "/x/y.gguf"})
-    assert isinstance(row, LocalModelRow) and row.name == "y.gguf"
+def test_an_unplanned_hub_option_shows_why_and_no_verdict() -> None:
+    opt = RepoOption(
+        repo="me/x-GGUF", name="x-GGUF", quant="IQ2_XS", files=("x-IQ2_XS.gguf",),
+        size_bytes=2**30, params=0, plan=None,
+        reason="Not planned: only the usual quants are read from the Hub.",
+    )  # fmt: skip
+    row = candidate_from_option(opt)
+    assert (row.key, row.verdict, row.tokens_per_s) == ("me/x-GGUF/x-IQ2_XS.gguf", "unknown", None)
+    assert row.note.startswith("Not planned")

@@ -1,16 +1,21 @@
 """Plain row records the item models show, and the adapters that build them from core objects.
 
 The adapters are the only place in the UI that knows the shape of the core's objects
-(recommendations, library entries, download progress, doctor checks); the models and views
-see these rows only. They read attributes defensively (``getattr`` with defaults) so a field
-the core does not report shows as unknown rather than breaking a view.
+(recommendations, a Hub repository's options, library entries, doctor checks); the models
+and views see these rows only. Each adapter takes the core's own type, so a renamed field is
+a type error, not a blank column.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from launcher.hardware.doctor import Check
+    from launcher.library import LocalModel, SetAsideFile
+    from launcher.planning import MemoryPlan
+    from launcher.recommend import Recommendation, RepoOption
 
 
 @dataclass(frozen=True)
@@ -102,60 +107,60 @@ class CheckRow:
     fix: str = ""
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    """The first attribute (or mapping key) of ``obj`` among ``names`` that is not None."""
-    for name in names:
-        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-        if value is not None:
-            return value
-    return default
-
-
 def _params_label(params: Any) -> str:
     if isinstance(params, int | float) and params:
         return f"{params / 1e9:.1f}B" if params < 1e10 else f"{params / 1e9:.0f}B"
     return str(params or "")
 
 
-def candidate_from(rec: Any) -> CandidateRow:
-    """A ``CandidateRow`` from a ``launcher.recommend.Recommendation``.
+def candidate_from(rec: Recommendation) -> CandidateRow:
+    """A ``CandidateRow`` from a catalog file ranked by ``launcher.recommend.recommend``."""
+    c = rec.candidate
+    return _candidate_row(
+        repo=c.quant.repo, files=c.quant.files, name=c.model.name, quant=c.quant.quant,
+        size_bytes=c.quant.size_bytes, plan=rec.plan, params=c.model.params,
+        capabilities=c.model.capabilities, uses=c.model.uses, note=rec.reason, source=rec,
+    )  # fmt: skip
 
-    Its ``candidate`` has ``model`` (name, params, uses) and ``quant`` (repo, files, size);
-    its ``plan`` is the ``MemoryPlan`` with the verdict, breakdown and speed estimate.
-    """
-    cand = _get(rec, "candidate", default=rec)
-    model = _get(cand, "model", default=cand)
-    quant = _get(cand, "quant", default=cand)
-    plan = _get(rec, "plan")
-    speed = _get(plan, "speed") if plan is not None else None
-    repo = str(_get(quant, "repo", "repo_id", default=""))
-    files = _get(quant, "files", default=None)
-    filename = str(files[0]) if files else str(_get(quant, "filename", default=""))
-    verdict = _get(plan, "verdict", default="unknown") if plan is not None else "unknown"
-    uses = _get(model, "uses", default=())
+
+def candidate_from_option(opt: RepoOption) -> CandidateRow:
+    """A ``CandidateRow`` from one GGUF choice of a Hub repository (``plan_repo``)."""
+    return _candidate_row(
+        repo=opt.repo, files=opt.files, name=opt.name, quant=opt.quant,
+        size_bytes=opt.size_bytes, plan=opt.plan, params=opt.params, capabilities=(),
+        uses=(), note=opt.reason, source=opt,
+    )  # fmt: skip
+
+
+def _candidate_row(
+    *, repo: str, files: tuple[str, ...], name: str, quant: str, size_bytes: int,
+    plan: MemoryPlan | None, params: int, capabilities: tuple[str, ...],
+    uses: tuple[str, ...], note: str, source: Any,
+) -> CandidateRow:  # fmt: skip
+    filename = files[0] if files else ""
     return CandidateRow(
         key=f"{repo}/{filename}",
-        name=str(_get(model, "name", default=filename or repo)),
+        name=name or filename or repo,
         repo=repo,
         filename=filename,
-        quant=str(_get(quant, "quant", default="")),
-        size_bytes=_get(quant, "size_bytes", "size"),
-        verdict=str(verdict),
-        gpu_layers=_get(plan, "gpu_layers") if plan is not None else None,
-        total_layers=_get(plan, "total_layers") if plan is not None else None,
-        weights_bytes=_get(plan, "weights_bytes") if plan is not None else None,
-        kv_bytes=_get(plan, "kv_bytes") if plan is not None else None,
-        compute_bytes=_get(plan, "compute_bytes") if plan is not None else None,
-        total_bytes=_get(plan, "total_bytes") if plan is not None else None,
-        tokens_per_s=_get(speed, "decode_tokens_per_s") if speed is not None else None,
-        basis=str(_get(speed, "basis", default="estimated")),
-        basis_runs=int(_get(speed, "runs", default=0) or 0) if speed is not None else 0,
-        capabilities=tuple(str(c) for c in _get(model, "capabilities", default=()) or ()),
-        uses=tuple(str(u) for u in uses) if isinstance(uses, list | tuple) else (),
-        params=_params_label(_get(model, "params")),
-        context=_get(plan, "context") if plan is not None else None,
-        note=str(_get(rec, "reason", default="") or ""),
-        source=rec,
+        quant=quant,
+        size_bytes=size_bytes,
+        verdict=plan.verdict if plan is not None else "unknown",
+        gpu_layers=plan.gpu_layers if plan is not None else None,
+        total_layers=plan.total_layers if plan is not None else None,
+        weights_bytes=plan.weights_bytes if plan is not None else None,
+        kv_bytes=plan.kv_bytes if plan is not None else None,
+        compute_bytes=plan.compute_bytes if plan is not None else None,
+        total_bytes=plan.total_bytes if plan is not None else None,
+        tokens_per_s=plan.speed.decode_tokens_per_s if plan is not None else None,
+        basis=plan.speed.basis if plan is not None else "estimated",
+        basis_runs=plan.speed.runs if plan is not None else 0,
+        capabilities=tuple(capabilities),
+        uses=tuple(uses),
+        params=_params_label(params),
+        context=plan.context if plan is not None else None,
+        note=note,
+        source=source,
     )
 
 
@@ -176,47 +181,31 @@ _SOURCE_LABELS = {
 }
 
 
-def local_model_from(entry: Any) -> LocalModelRow:
+def local_model_from(entry: LocalModel) -> LocalModelRow:
     """A ``LocalModelRow`` from a ``launcher.library.LocalModel``."""
-    path = str(_get(entry, "path", default=""))
-    source = str(_get(entry, "source", "origin", default="library"))
-    label = _SOURCE_LABELS.get(source.lower(), source)
-    owned = _get(entry, "owned", default=None)
-    ours = bool(owned) if owned is not None else label == "Spark Launcher"
+    label = _SOURCE_LABELS.get(entry.source.lower(), entry.source)
+    ours = entry.owned
     return LocalModelRow(
-        path=path,
-        name=str(_get(entry, "name", "display_name", default=Path(path).name)),
-        size_bytes=_get(entry, "size_bytes", "size"),
+        path=str(entry.path),
+        name=entry.name or entry.path.name,
+        size_bytes=entry.size,
         source="Spark Launcher" if ours else label,
         ours=ours,
-        quant=str(_get(entry, "quant", "quantization", default="") or ""),
-        architecture=str(_get(entry, "architecture", "arch", default="") or ""),
-        parameters=_params_label(_get(entry, "parameters")),
-        repo=str(_get(entry, "repo_id", "repo", default="") or ""),
+        quant=entry.quant or "",
+        architecture=entry.architecture or "",
+        parameters=_params_label(entry.parameters),
+        repo=entry.repo_id or "",
     )
 
 
-def set_aside_from(entry: Any) -> SetAsideRow:
+def set_aside_from(entry: SetAsideFile) -> SetAsideRow:
     """A ``SetAsideRow`` from a ``launcher.library.SetAsideFile``."""
-    path = str(_get(entry, "path", default=""))
     return SetAsideRow(
-        path=path,
-        name=str(_get(entry, "name", default=Path(path).name)),
-        size_bytes=_get(entry, "size", "size_bytes"),
-        repo=str(_get(entry, "repo_id", "repo", default="") or ""),
-    )
+        path=str(entry.path), name=entry.name or entry.path.name, size_bytes=entry.size,
+        repo=entry.repo_id or "",
+    )  # fmt: skip
 
 
-def check_from(check: Any) -> CheckRow:
-    """A ``CheckRow`` from a ``launcher.hardware`` doctor check result."""
-    status = _get(check, "status", "level", default="info")
-    status = str(getattr(status, "value", status)).lower()
-    ok = _get(check, "ok", "passed")
-    if ok is not None and status == "info":
-        status = "ok" if ok else "warn"
-    return CheckRow(
-        name=str(_get(check, "title", "name", default="check")),
-        status=status,
-        detail=str(_get(check, "detail", "message", "summary", default="")),
-        fix=str(_get(check, "fix", "remedy", default="") or ""),
-    )
+def check_from(check: Check) -> CheckRow:
+    """A ``CheckRow`` from a ``launcher.hardware.doctor`` check."""
+    return CheckRow(name=check.title, status=check.status, detail=check.detail, fix=check.fix or "")
