@@ -384,8 +384,8 @@ class _Host:
 
     def _place(self, seq: _Seq) -> bool:
         """Put ``seq`` in a free slot: the one whose cached prompt shares the longest prefix
-        with it (a follow-up turn lands where its conversation is), else the least recently
-        used. Reuses that prefix's KV and builds the samplers. False when no slot is free."""
+        with it (a follow-up turn lands where its conversation is), else the lowest free
+        one. Reuses that prefix's KV and builds the samplers. False when no slot is free."""
         llama = self.llama
         free = [s for s in self.slots if s.seq is None]
         if not free:
@@ -401,7 +401,9 @@ class _Host:
                 n += 1
             return n
 
-        slot = max(free, key=lambda s: (shared(s), -s.last_used))
+        # Without a shared prefix, the lowest free slot: busy slots stay together at the
+        # start, and llama.cpp decodes consecutive slots in one micro-batch (see _step).
+        slot = max(free, key=lambda s: (shared(s), -s.id))
         mem = llama.llama_get_memory(self.ctx)
         keep = shared(slot)
         # Sliding-window caches drop old cells: the kept prefix is usable only if the last
@@ -478,44 +480,47 @@ class _Host:
         return True
 
     def _step(self) -> None:
-        """One ``llama_decode``: the next token of every generating sequence, then prompt
-        chunks of the ones still reading their prompt (up to ``n_batch`` tokens in all, so a
-        long prompt never stalls the others for more than one chunk); then one token is
-        chosen for every sequence whose logits came out."""
+        """One ``llama_decode``: the next token of every generating sequence and prompt
+        chunks of the ones still reading their prompt (up to ``n_batch`` tokens in all, given
+        out in arrival order, so a long prompt never stalls the others for more than one
+        chunk); then one token is chosen for every sequence whose logits came out.
+
+        The batch is laid out in slot order: with a KV cache per slot, llama.cpp puts
+        sequences in one micro-batch only while their ids follow each other in the batch
+        (``split_equal``, sequential), so slot 0, 1, 2... in that order decode together."""
         llama = self.llama
-        tok, pos, seq_ids, wants = self._b_tok, self._b_pos, self._b_seq, self._b_logits
-        n = 0
-        decoding: list[tuple[_Seq, int]] = []  # (sequence, batch index of its logits)
-        chunks: list[tuple[_Seq, int, bool]] = []  # (sequence, tokens taken, logits wanted)
-        for seq in self.active:
-            if seq.next_tok >= 0:
-                assert seq.slot is not None
-                tok[n], pos[n], seq_ids[n], wants[n] = (
-                    seq.next_tok,
-                    len(seq.slot.cached),
-                    seq.slot.id,
-                    1,
-                )
-                decoding.append((seq, n))
-                n += 1
-        budget = self.n_batch - n
+        taken: dict[int, int] = {}  # id(seq) -> prompt tokens it evaluates in this step
+        budget = self.n_batch - sum(1 for seq in self.active if seq.next_tok >= 0)
         for seq in self.active:
             if budget <= 0:
                 break
             if seq.next_tok < 0 and seq.todo:
-                assert seq.slot is not None
-                k = min(budget, len(seq.todo))
-                start = len(seq.slot.cached)
+                taken[id(seq)] = k = min(budget, len(seq.todo))
+                budget -= k
+        tok, pos, seq_ids, wants = self._b_tok, self._b_pos, self._b_seq, self._b_logits
+        n = 0
+        decoding: list[tuple[_Seq, int]] = []  # (sequence, batch index of its logits)
+        chunks: list[tuple[_Seq, int, int]] = []  # (sequence, tokens, index of logits or -1)
+        for seq in sorted(self.active, key=_slot_id):
+            slot = seq.slot
+            assert slot is not None
+            if seq.next_tok >= 0:
+                tok[n], pos[n], seq_ids[n], wants[n] = seq.next_tok, len(slot.cached), slot.id, 1
+                decoding.append((seq, n))
+                n += 1
+            elif id(seq) in taken:
+                k = taken[id(seq)]
+                start = len(slot.cached)
                 tok[n : n + k] = seq.todo[:k]
                 pos[n : n + k] = np.arange(start, start + k, dtype=np.int32)
-                seq_ids[n : n + k] = seq.slot.id
+                seq_ids[n : n + k] = slot.id
                 wants[n : n + k] = 0
-                last = k == len(seq.todo)
-                if last:
-                    wants[n + k - 1] = 1
-                chunks.append((seq, k, last))
+                out = -1
+                if k == len(seq.todo):  # the prompt's last token: its logits give the first
+                    out = n + k - 1
+                    wants[out] = 1
+                chunks.append((seq, k, out))
                 n += k
-                budget -= k
         if n == 0:
             return
         self._batch.n_tokens = n
@@ -536,16 +541,14 @@ class _Host:
             seq.slot.cached.append(seq.next_tok)
             seq.call_s = call_s
             outputs.append((seq, index))
-        index = len(decoding)
-        for seq, k, last in chunks:
+        for seq, k, out in chunks:
             assert seq.slot is not None
             seq.slot.cached.extend(seq.todo[:k])
             seq.todo = seq.todo[k:]
             seq.evaluated += k
-            index += k
-            if last:
+            if out >= 0:
                 seq.t_prefilled = now
-                outputs.append((seq, index - 1))
+                outputs.append((seq, out))
         for seq, index in outputs:
             self._next_token(seq, index)
 
@@ -557,7 +560,7 @@ class _Host:
             self._abort_on = on
 
     def _decode_failed(
-        self, rc: int, decoding: list[tuple[_Seq, int]], chunks: list[tuple[_Seq, int, bool]]
+        self, rc: int, decoding: list[tuple[_Seq, int]], chunks: list[tuple[_Seq, int, int]]
     ) -> None:
         """A batch llama.cpp did not evaluate: the cells it may have written are dropped, so
         every slot's cache again holds exactly its ``cached`` tokens."""
@@ -978,6 +981,10 @@ def _message_problem(messages: list[Any]) -> str | None:
         if not isinstance(content, str) and not (content is None and calls):
             return "Messages need a 'role' and a text 'content'."
     return None
+
+
+def _slot_id(seq: _Seq) -> int:
+    return seq.slot.id if seq.slot is not None else -1
 
 
 class _Slot:
