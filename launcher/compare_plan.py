@@ -20,7 +20,8 @@ from launcher.compare_results import CompareError
 from launcher.compare_suites import PromptSuite, load_suite, single_prompt
 from launcher.compare_workloads import is_workload, load_workload
 from launcher.engine.events import EngineParams, Loaded, Sampling
-from launcher.hardware.profile import MachineProfile, MemoryPool
+from launcher.hardware.profile import MachineProfile
+from launcher.planning.budget import pool_capacity, pool_for_device
 
 Mode = Literal["resident", "sequential", "impossible"]
 GB = 1e9
@@ -106,25 +107,6 @@ def _speed_field(speed: Any, names: Sequence[str]) -> float | None:
         v = speed.get(name) if isinstance(speed, Mapping) else getattr(speed, name, None)
         if isinstance(v, int | float):
             return float(v)
-    return None
-
-
-def pool_capacity(pool: MemoryPool) -> int:
-    """Bytes of a pool models may use: what is free (when known), capped by the GPU's share."""
-    figures = [pool.total]
-    if pool.available is not None:
-        figures.append(pool.available)
-    if pool.gpu_usable is not None and pool.kind != "ram":
-        figures.append(pool.gpu_usable)
-    return max(0, min(figures))
-
-
-def _pool_for_device(machine: MachineProfile, device: str) -> MemoryPool | None:
-    for p in machine.pools:
-        if p.device == device:
-            return p
-    if device.upper().startswith("CPU"):
-        return machine.ram_pool
     return None
 
 
@@ -290,7 +272,7 @@ def _overloaded_devices(
             totals[dev] = totals.get(dev, 0) + b
     out = []
     for dev, need in totals.items():
-        pool = _pool_for_device(machine, dev)
+        pool = pool_for_device(machine, dev)
         if pool is None or pool.kind != "vram":
             continue  # unified and RAM pools are covered by the total check
         cap = pool_capacity(pool)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from launcher.chats import ChatStore
 from launcher.library import LocalModel
 from launcher.paths import AppPaths
+from launcher.planning import bytes_per_pool
 from launcher.server.config import ApiConfig, load_api_config, save_api_config
 from launcher.server.pool import ModelRegistry
 from launcher.settings import Settings, load_settings, save_settings
@@ -67,26 +68,6 @@ def machine_summary(profile: Any) -> str:
         f"This machine: {profile.cpu_model}, {profile.cpu_cores} cores · {pools} · "
         f"llama.cpp backend: {profile.backend.upper()}{emulation}"
     )
-
-
-def ghost_bytes(plan: Any, profile: Any) -> dict[str, int]:
-    """A plan's bytes per memory pool name (the gauge's ghost segment).
-
-    The plan counts per llama.cpp device ("CUDA0", "CPU"); each pool names its device. CPU
-    bytes land in system RAM, or in the unified pool where there is one.
-    """
-    out: dict[str, int] = {}
-    per_device = getattr(plan, "per_device", None) or {}
-    for device, use in per_device.items():
-        pool = next((p for p in profile.pools if p.device == device), None)
-        if pool is None and device.upper().startswith("CPU"):
-            pool = profile.ram_pool
-        if pool is None:
-            continue
-        out[pool.name] = out.get(pool.name, 0) + int(use.total)
-    if not out and profile.ram_pool is not None:
-        out[profile.ram_pool.name] = int(plan.total_bytes)
-    return out
 
 
 def plan_repo_files(
@@ -555,7 +536,7 @@ class AppContext(QObject):
         if row is None or plan is None or self.profile is None:
             set_ghost(None, None)
         else:
-            set_ghost(f"{row.name} {row.quant}", ghost_bytes(plan, self.profile))
+            set_ghost(f"{row.name} {row.quant}", bytes_per_pool(plan, self.profile))
 
     # ------------------------------------------------------------------ library
     def _library_obj(self) -> Any:

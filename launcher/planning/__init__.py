@@ -16,7 +16,15 @@ Formulas and sources: ``../shared/reference/memory-and-speed.md``; the dry run t
 plan exact lives in :mod:`launcher.dryrun`.
 """
 
-from launcher.planning.budget import HEADROOM_GPU, HEADROOM_RAM, Budget, budget, pool_free
+from launcher.planning.budget import (
+    HEADROOM_GPU,
+    HEADROOM_RAM,
+    Budget,
+    budget,
+    bytes_per_pool,
+    pool_capacity,
+    pool_for_device,
+)
 from launcher.planning.calibration import CalibrationStore, machine_key
 from launcher.planning.ggml import KV_TYPES, GiB, MiB, kv_type_id, type_row_bytes
 from launcher.planning.memory import CTX_PAD, compute_bytes_estimate, kv_cells, layer_kv_bytes
@@ -26,10 +34,36 @@ from launcher.planning.speed import bandwidth, device_class, estimate_speed
 from launcher.planning.types import Basis, DeviceUse, MemoryPlan, SpeedEstimate, Verdict
 
 __all__ = [
-    "CTX_PAD", "HEADROOM_GPU", "HEADROOM_RAM", "KV_TYPES", "MAX_LAYERS", "Basis", "Budget",
-    "CalibrationStore", "DeviceUse", "GiB", "MemoryPlan", "MiB", "ModelSummary",
-    "SpeedEstimate", "Verdict", "bandwidth", "budget", "compute_bytes_estimate",
-    "device_class", "estimate_speed", "kv_cells", "kv_type_id", "layer_kv_bytes",
-    "machine_key", "max_context", "max_context_full_gpu", "place_layers", "plan", "pool_free",
+    "CTX_PAD",
+    "HEADROOM_GPU",
+    "HEADROOM_RAM",
+    "KV_TYPES",
+    "MAX_LAYERS",
+    "Basis",
+    "Budget",
+    "CalibrationStore",
+    "DeviceUse",
+    "GiB",
+    "MemoryPlan",
+    "MiB",
+    "ModelSummary",
+    "SpeedEstimate",
+    "Verdict",
+    "bandwidth",
+    "budget",
+    "bytes_per_pool",
+    "compute_bytes_estimate",
+    "device_class",
+    "estimate_speed",
+    "kv_cells",
+    "kv_type_id",
+    "layer_kv_bytes",
+    "machine_key",
+    "max_context",
+    "max_context_full_gpu",
+    "place_layers",
+    "plan",
+    "pool_capacity",
+    "pool_for_device",
     "type_row_bytes",
 ]  # fmt: skip
