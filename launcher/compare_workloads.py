@@ -3,7 +3,8 @@
 ``--suite`` (and the Compare view's workload picker) takes, besides the bundled suites,
 ``humaneval`` and ``.jsonl`` files:
 
-- ``chats`` (every saved conversation) or ``chats:ID,ID`` (chosen ones): each user turn of a
+- ``chats`` (every saved conversation) or ``chats:WHICH,WHICH`` (chosen ones: an id, the start
+  of one, or words of a title, as ``chats:oslo,recipes``): each user turn of a
   conversation becomes a prompt, sent with the conversation's system prompt and every earlier
   turn (error notes left out, as the chat does), so the models answer exactly what the user
   asked in context. Read through ``launcher.chats.ChatStore``'s public API only.
@@ -73,11 +74,15 @@ def chats_suite(paths: AppPaths, ids: Sequence[str] | None = None) -> PromptSuit
     from launcher.chats import ChatStore, ChatStoreError
 
     store = ChatStore(paths.chats_dir)
-    chosen = list(ids) if ids else [s.id for s in store.list()]
-    if not chosen:
+    saved = store.list()
+    if not saved:
         raise SuiteError(
             "there are no saved chats yet: chat with a model first, or pick another workload"
         )
+    chosen = (
+        [c for which in ids for c in _find_chats(saved, which)] if ids else [s.id for s in saved]
+    )
+    chosen = list(dict.fromkeys(chosen))  # each chat once, in the order asked
     prompts: list[SuitePrompt] = []
     for conv_id in chosen:
         try:
@@ -109,6 +114,23 @@ def chats_suite(paths: AppPaths, ids: Sequence[str] | None = None) -> PromptSuit
         f"{len(prompts)} turns from {n} saved chat{'s' if n != 1 else ''}",
         tuple(prompts),
     )
+
+
+def _find_chats(saved: Sequence[Any], which: str) -> list[str]:
+    """Ids of the saved chats ``which`` names: an id, an id's start (4+ characters), or
+    words found in titles (case-insensitive); a ``SuiteError`` listing titles otherwise."""
+    exact = [s.id for s in saved if s.id == which]
+    if exact:
+        return exact
+    if len(which) >= 4:
+        by_id = [s.id for s in saved if s.id.startswith(which.lower())]
+        if by_id:
+            return by_id
+    by_title = [s.id for s in saved if which.lower() in s.title.lower()]
+    if by_title:
+        return by_title
+    titles = ", ".join(repr(s.title) for s in saved[:8])
+    raise SuiteError(f"no saved chat matches {which!r}; saved chats: {titles}")
 
 
 # ---------------------------------------------------------------------------- API traffic

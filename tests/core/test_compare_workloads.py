@@ -54,6 +54,11 @@ def test_each_user_turn_of_a_saved_chat_is_a_prompt_with_its_history(app_home: P
     every = load_workload("chats", paths)
     assert len(every.prompts) == 3 and every.description == "3 turns from 2 saved chats"
     assert load_workload(f"chats:{other.id}", paths).prompts[0].system is None
+    # chosen by the start of an id or by words of the title, as a CLI user can
+    assert len(load_workload(f"chats:{trip.id[:6]}", paths).prompts) == 2
+    assert [p.text for p in load_workload("chats:OSLO,hi", paths).prompts][-1] == "Hi"
+    with pytest.raises(SuiteError, match="no saved chat matches 'paris'; saved chats: "):
+        load_workload("chats:paris", paths)
     # the saved prompts round-trip (a resumed comparison rebuilds them from its file)
     assert type(second).from_json(second.to_json()) == second
 
