@@ -63,6 +63,7 @@ from launcher.compare_judge import (
     verdict_counts,
 )
 from launcher.compare_results import ComparisonResult, RunResult, unfinished_comparisons
+from launcher.compare_stats import wilson_interval
 from launcher.engine.events import Sampling
 from launcher.errors import LauncherError
 from launcher.paths import AppPaths
@@ -484,6 +485,7 @@ class CompareView(QWidget):
         self.recommendation_label.setText("")
         self.judge_label.setText("")
         self._set_running(True)
+        self.workload.refresh()
         self.runner.start(job)
         self._render_panes()
 
@@ -916,6 +918,7 @@ class CompareView(QWidget):
         table.setRowCount(len(rows))
         points = []
         judged = [v for v in res.judge_verdicts if not v.error]
+        ties = sum(1 for v in judged if v.winner is None)
         for r, s in enumerate(rows):
             name = s.label
             est = f" ({s.est_decode_tps:.1f})" if s.est_decode_tps else ""
@@ -929,17 +932,22 @@ class CompareView(QWidget):
                 fmt_bytes(s.peak_memory_bytes),
                 "—" if s.total_s is None else f"{s.total_s:.1f}",
                 votes,
-                f"{s.judge_wins} of {len(judged)}" if judged else "—",
+                judge_text(s.judge_wins, ties, len(judged)) if judged else "—",
                 str(s.errors),
             ]
             for c, value in enumerate(cells):
                 table.setItem(r, c, QTableWidgetItem(value))
             quality = s.accuracy if s.accuracy is not None else s.vote_score
+            basis = "accuracy" if s.accuracy is not None else "votes"
+            if quality is None and judged:  # open-ended work: the judge's win rate
+                quality, basis = (s.judge_wins + 0.5 * ties) / len(judged), "judge"
+            low: float | None = None
+            high: float | None = None
+            if basis == "accuracy":
+                low, high = s.accuracy_low, s.accuracy_high
+            elif basis == "judge":
+                low, high = wilson_interval(s.judge_wins + 0.5 * ties, len(judged))
             if quality is not None and s.mean_decode_tps:
-                basis = "accuracy" if s.accuracy is not None else "votes"
-                low, high = (
-                    (s.accuracy_low, s.accuracy_high) if basis == "accuracy" else (None,) * 2
-                )
                 points.append(ChartPoint(s.label, s.mean_decode_tps, quality, basis, low, high))
         self.chart.set_points(points)
         rec = res.recommendation()
@@ -1036,6 +1044,13 @@ def pass_rate_text(rate: float | None, checked: int, low: float | None, high: fl
     if low is not None and high is not None:
         text += f" ({low * 100:.0f}–{high * 100:.0f}%)"
     return text
+
+
+def judge_text(wins: int, ties: int, judged: int) -> str:
+    """ "7 of 24 (33%, 95%: 18–53%)": the judge's win rate, a tie counting half."""
+    rate = (wins + 0.5 * ties) / judged
+    low, high = wilson_interval(wins + 0.5 * ties, judged)
+    return f"{wins} of {judged} ({rate * 100:.0f}%, 95%: {low * 100:.0f}–{high * 100:.0f}%)"
 
 
 def fmt_duration(seconds: float) -> str:

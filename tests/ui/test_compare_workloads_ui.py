@@ -16,7 +16,7 @@ from launcher.compare_results import ComparisonResult, ModelEntry, RunResult
 from launcher.paths import AppPaths
 from launcher.settings import load_settings
 from tests.support.gguf_builders import TINY_LLAMA, TINY_QWEN3, build_model
-from ui.compare_view import CompareView
+from ui.compare_view import SUMMARY_HEADERS, CompareView
 from ui.widgets.compare_workload import API_LOG, CHATS, FOLDER
 
 
@@ -159,6 +159,9 @@ def test_a_judge_grades_the_replies_next_to_the_users_vote(
         view.judge_label.text()
     )
     assert view.verdict_label.isVisible() and view.verdict_label.text().startswith("Judge")
+    judge_column = SUMMARY_HEADERS.index("Judge wins")
+    for row in range(2):  # the judge's win rate with its (very wide) interval: one prompt
+        assert ", 95%: " in view.summary_table.item(row, judge_column).text()
     assert view.saved_path is not None
     assert ComparisonResult.load(view.saved_path).judge == "tiny-llama (judge)"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -179,6 +180,14 @@ class WorkloadPicker(QWidget):
             self.record_box.blockSignals(False)
         self._describe()
         self.changed.emit()
+
+    def refresh(self) -> None:
+        """Describe the choice again (the recording grows while the Local API serves)."""
+        self._describe()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        self._describe()
+        super().showEvent(event)
 
     def _describe(self) -> None:
         kind = self.kind()
