@@ -40,10 +40,11 @@ DEFAULT_MAX_WAITING = 8
 class Ticket:
     """One request's place in a model's queue (waiting, then holding the turn, then done)."""
 
-    __slots__ = ("cancelled", "granted", "granted_at", "source", "state")
+    __slots__ = ("cancelled", "created_at", "granted", "granted_at", "source", "state")
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.created_at = time.monotonic()
         self.state = "waiting"  # waiting | holding | done
         self.cancelled = False
         self.granted = threading.Event()
@@ -120,6 +121,7 @@ class FairQueue:
                 raise ModelUnavailableError(self._closed_reason)
             if len(self._holders) < self.slots and not self._rotation:
                 self._grant_locked(ticket)
+                ticket.granted_at = ticket.created_at  # it did not wait
                 return ticket
             waiting = sum(len(q) for q in self._waiting.values())
             if waiting >= self.max_waiting:
@@ -289,6 +291,8 @@ class TurnStream:
         if self.ticket.cancelled:
             # cancel() may have landed before the engine's stream was sent.
             self._cancel_inner(inner)
+        if isinstance(event, ReplyFinished):
+            event = self._with_queue_time(event)
         if isinstance(event, ReplyFinished | HostCrashed):
             # Close the engine's generator now: it holds the client's request lock until it
             # returns, and the next turn may start on another thread at once.
@@ -300,6 +304,20 @@ class TurnStream:
                 self._model._on_host_crashed()
             self._finish()
         return event
+
+    def _with_queue_time(self, event: ReplyFinished) -> ReplyFinished:
+        """The reply's metrics with the wait for a turn counted: TTFT and total include it,
+        ``queued_s`` says how much of them it was."""
+        import dataclasses
+
+        wait = max(0.0, self.ticket.granted_at - self.ticket.created_at)
+        if wait <= 0:
+            return event
+        m = event.metrics
+        metrics = dataclasses.replace(
+            m, ttft_s=m.ttft_s + wait, total_s=m.total_s + wait, queued_s=m.queued_s + wait
+        )
+        return dataclasses.replace(event, metrics=metrics)
 
     def cancel(self) -> None:
         """Stop this reply from any thread: leave the queue, or stop the host generating it."""

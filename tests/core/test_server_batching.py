@@ -216,3 +216,27 @@ def test_a_request_that_does_not_fit_its_slot_is_refused_with_both_sizes(
     assert info.value.body is not None
     assert info.value.body["code"] == "context_length_exceeded"
     assert str(PARAMS.n_ctx // SLOTS) in info.value.body["message"]
+
+
+def test_replies_that_waited_for_a_slot_count_the_wait_in_ttft(served: Served) -> None:
+    """Six replies, four slots: two wait for a turn, and their metrics say so honestly."""
+    model = served.model
+    done: list[ReplyFinished] = []
+    lock = threading.Lock()
+
+    def run(prompt: str) -> None:
+        finished = _text(model.complete(prompt, GREEDY, source=f"api:{prompt}"))
+        with lock:
+            done.append(finished)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in PROMPTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) == len(PROMPTS)
+    waited = [f for f in done if f.metrics.queued_s > 0]
+    assert len(waited) >= len(PROMPTS) - SLOTS
+    for f in done:
+        assert f.metrics.ttft_s >= f.metrics.queued_s
+        assert f.metrics.total_s >= f.metrics.ttft_s
