@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,24 @@ def test_filter_model_by_quant_and_fit(qtmodeltester, rtx4090_rows) -> None:
     proxy.set_quant("")
     proxy.set_hide_no_fit(True)
     assert all(proxy.index(r, Column.FIT).data() != "Won't fit" for r in range(proxy.rowCount()))
+
+
+def test_a_filter_proxy_keeps_its_source_rows_after_garbage_collection(
+    qtmodeltester, rtx4090_rows
+) -> None:
+    """The reported crash of a table-model base under a proxy, reproduced: the source model
+    has no Python owner but the proxy; after a collection the proxy still reads real rows,
+    sorts them and passes qtmodeltester (PySide6 keeps the source alive)."""
+    proxy = CandidateFilterModel()
+    source = CandidateModel()
+    source.set_rows(rtx4090_rows)
+    proxy.setSourceModel(source)
+    del source
+    gc.collect()
+    proxy.sort(Column.SPEED, Qt.SortOrder.DescendingOrder)
+    qtmodeltester.check(proxy)
+    names = {proxy.index(r, Column.MODEL).data() for r in range(proxy.rowCount())}
+    assert proxy.rowCount() == len(rtx4090_rows) and len(names) > 1
 
 
 def test_local_models_mark_other_tools(qtmodeltester) -> None:

@@ -12,7 +12,6 @@ from enum import IntEnum
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     QSortFilterProxyModel,
@@ -20,13 +19,14 @@ from PySide6.QtCore import (
 )
 
 from ui.models.rows import CandidateRow
+from ui.models.table import ROW_ROLE, RowTableModel
 from ui.theme import fmt_bytes, fmt_tokens_per_s, verdict_colour, verdict_label
 
 Index = QModelIndex | QPersistentModelIndex
 
 
 class CandidateRole(IntEnum):
-    ROW = Qt.ItemDataRole.UserRole + 1  # the CandidateRow
+    ROW = ROW_ROLE  # the CandidateRow
     VERDICT = Qt.ItemDataRole.UserRole + 2  # "full_gpu" ...
     ACTION = Qt.ItemDataRole.UserRole + 3  # "download" / "downloading" / "chat"
     SORT = Qt.ItemDataRole.UserRole + 4  # a sortable value for the column
@@ -76,25 +76,15 @@ def action_label(action: str, progress: float | None = None) -> str:
     return "Download"
 
 
-class CandidateModel(QAbstractTableModel):
+class CandidateModel(RowTableModel[CandidateRow]):
     """Recommendations (or Hub search results) for this machine, one row each."""
+
+    HEADERS = HEADERS
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
-        self._rows: list[CandidateRow] = []
         # key -> ("downloading", fraction) or ("chat", path)
         self._states: dict[str, tuple[str, Any]] = {}
-
-    def set_rows(self, rows: list[CandidateRow]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
-
-    def rows(self) -> list[CandidateRow]:
-        return list(self._rows)
-
-    def row_at(self, row: int) -> CandidateRow:
-        return self._rows[row]
 
     def set_states(self, states: dict[str, tuple[str, Any]]) -> None:
         """Update what each row's button does (download progress, ready to chat)."""
@@ -115,30 +105,7 @@ class CandidateModel(QAbstractTableModel):
             return ("chat", row.local_path)
         return ("download", None)
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(HEADERS)
-        ):
-            return HEADERS[section]
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        row = self._rows[index.row()]
-        col = index.column()
-        if role == CandidateRole.ROW:
-            return row
+    def cell(self, row: CandidateRow, col: int, role: int) -> Any:
         if role == CandidateRole.VERDICT:
             return row.verdict
         if role == CandidateRole.ACTION:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
 from ui.models.rows import CheckRow
+from ui.models.table import ROW_ROLE, RowTableModel
 
 Index = QModelIndex | QPersistentModelIndex
 HEADERS = ("", "Check", "Found", "Fix")
@@ -23,46 +24,16 @@ _COLOURS = {
 
 
 class CheckRole(IntEnum):
-    ROW = Qt.ItemDataRole.UserRole + 1
+    ROW = ROW_ROLE
     STATUS = Qt.ItemDataRole.UserRole + 2
 
 
-class CheckModel(QAbstractTableModel):
+class CheckModel(RowTableModel[CheckRow]):
     """One row per doctor check."""
 
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._rows: list[CheckRow] = []
+    HEADERS = HEADERS
 
-    def set_rows(self, rows: list[CheckRow]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(HEADERS)
-        ):
-            return HEADERS[section]
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        row = self._rows[index.row()]
-        col = index.column()
-        if role == CheckRole.ROW:
-            return row
+    def cell(self, row: CheckRow, col: int, role: int) -> Any:
         if role == CheckRole.STATUS:
             return row.status
         if role == Qt.ItemDataRole.ToolTipRole and col == 0:

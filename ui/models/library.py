@@ -12,13 +12,13 @@ from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     Qt,
 )
 
 from ui.models.rows import DownloadRow, LocalModelRow, SetAsideRow
+from ui.models.table import ROW_ROLE, RowTableModel
 from ui.theme import fmt_bytes, fmt_duration, fmt_rate
 
 Index = QModelIndex | QPersistentModelIndex
@@ -26,50 +26,20 @@ LOCAL_HEADERS = ("Model", "Quant", "Size", "Where", "Path")
 
 
 class LocalModelRole(IntEnum):
-    ROW = Qt.ItemDataRole.UserRole + 1
+    ROW = ROW_ROLE
     PATH = Qt.ItemDataRole.UserRole + 2
     OURS = Qt.ItemDataRole.UserRole + 3
 
 
-class LocalModelModel(QAbstractTableModel):
+class LocalModelModel(RowTableModel[LocalModelRow]):
     """Every GGUF the library found; models from other tools are marked by their source."""
 
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._rows: list[LocalModelRow] = []
+    HEADERS = LOCAL_HEADERS
 
-    def set_rows(self, rows: list[LocalModelRow]) -> None:
-        self.beginResetModel()
-        self._rows = sorted(rows, key=lambda r: (not r.ours, r.name.lower()))
-        self.endResetModel()
+    def arrange(self, rows: list[LocalModelRow]) -> list[LocalModelRow]:
+        return sorted(rows, key=lambda r: (not r.ours, r.name.lower()))
 
-    def rows(self) -> list[LocalModelRow]:
-        return list(self._rows)
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(LOCAL_HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(LOCAL_HEADERS)
-        ):
-            return LOCAL_HEADERS[section]
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        row = self._rows[index.row()]
-        col = index.column()
-        if role == LocalModelRole.ROW:
-            return row
+    def cell(self, row: LocalModelRow, col: int, role: int) -> Any:
         if role == LocalModelRole.PATH:
             return row.path
         if role == LocalModelRole.OURS:
@@ -84,7 +54,7 @@ class LocalModelModel(QAbstractTableModel):
 
 
 class SetAsideRole(IntEnum):
-    ROW = Qt.ItemDataRole.UserRole + 1
+    ROW = ROW_ROLE
     PATH = Qt.ItemDataRole.UserRole + 2
 
 
@@ -131,7 +101,7 @@ class SetAsideModel(QAbstractListModel):
 
 
 class DownloadRole(IntEnum):
-    ROW = Qt.ItemDataRole.UserRole + 1
+    ROW = ROW_ROLE
     ID = Qt.ItemDataRole.UserRole + 2
     STATE = Qt.ItemDataRole.UserRole + 3
     FRACTION = Qt.ItemDataRole.UserRole + 4

@@ -11,15 +11,17 @@ import time
 from enum import IntEnum
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
+
+from ui.models.table import ROW_ROLE, RowTableModel
 
 Index = QModelIndex | QPersistentModelIndex
 HEADERS = ("Time", "Client", "Model", "Request", "Reply", "Tokens", "Outcome")
 
 
 class LogRole(IntEnum):
-    RECORD = Qt.ItemDataRole.UserRole + 1
+    RECORD = ROW_ROLE
 
 
 def outcome(rec: Any) -> str:
@@ -40,45 +42,18 @@ def outcome(rec: Any) -> str:
     return " · ".join(parts)
 
 
-class RequestLogModel(QAbstractTableModel):
+class RequestLogModel(RowTableModel[Any]):
     """One row per API request, newest first."""
 
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._rows: list[Any] = []
+    HEADERS = HEADERS
 
     def set_records(self, records: list[Any]) -> None:
-        self.beginResetModel()
-        self._rows = list(reversed(records))
-        self.endResetModel()
+        self.set_rows(reversed(records))
 
     def record(self, row: int) -> Any:
-        return self._rows[row]
+        return self.row_at(row)
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(HEADERS)
-        ):
-            return HEADERS[section]
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        rec = self._rows[index.row()]
-        col = index.column()
-        if role == LogRole.RECORD:
-            return rec
+    def cell(self, rec: Any, col: int, role: int) -> Any:
         if role == Qt.ItemDataRole.DisplayRole:
             if col == 0:
                 return time.strftime("%H:%M:%S", time.localtime(rec.started))
