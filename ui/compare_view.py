@@ -83,15 +83,23 @@ AT_ONCE_CAVEAT = (
 SUMMARY_HEADERS = (
     "Model",
     "Pass rate (95%)",
-    "Decode tok/s (est.)",
-    "Prefill tok/s",
+    "Decode tok/s",
+    "Prefill",
     "TTFT s",
     "Peak mem",
     "Total s",
     "Votes won",
-    "Judge wins",
+    "Judge (95%)",
     "Errors",
 )
+SUMMARY_TIPS = {
+    "Pass rate (95%)": "Prompts whose checks all passed, with the 95% interval: fewer prompts, "
+    "wider interval",
+    "Decode tok/s": "Mean decode speed, with the planner's estimate in parentheses",
+    "Prefill": "Mean prefill (prompt reading) speed, tokens/s",
+    "Total s": "Wall time of all this model's answers",
+    "Judge (95%)": "The judge's win rate (a tie counts half) with its 95% interval",
+}
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2  # LocalModelRole.PATH in ui.models.library
 
 
@@ -264,6 +272,8 @@ class CompareView(QWidget):
         # ---- summary, chart, export
         self.summary_table = QTableWidget(0, len(SUMMARY_HEADERS))
         self.summary_table.setHorizontalHeaderLabels(list(SUMMARY_HEADERS))
+        for column, tip in SUMMARY_TIPS.items():
+            self.summary_table.horizontalHeaderItem(SUMMARY_HEADERS.index(column)).setToolTip(tip)
         self.summary_table.verticalHeader().setVisible(False)
         self.summary_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.summary_table.horizontalHeader()
@@ -1047,10 +1057,9 @@ def pass_rate_text(rate: float | None, checked: int, low: float | None, high: fl
 
 
 def judge_text(wins: int, ties: int, judged: int) -> str:
-    """ "7 of 24 (33%, 95%: 18–53%)": the judge's win rate, a tie counting half."""
-    rate = (wins + 0.5 * ties) / judged
+    """ "54% of 24 (35–72%)": the judge's win rate (a tie counts half) and its 95% interval."""
     low, high = wilson_interval(wins + 0.5 * ties, judged)
-    return f"{wins} of {judged} ({rate * 100:.0f}%, 95%: {low * 100:.0f}–{high * 100:.0f}%)"
+    return pass_rate_text((wins + 0.5 * ties) / judged, judged, low, high)
 
 
 def fmt_duration(seconds: float) -> str:
