@@ -11,17 +11,19 @@ the three form a line rather than a circle.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from launcher.compare_results import CompareError
 from launcher.compare_suites import PromptSuite, load_suite, single_prompt
 from launcher.compare_workloads import is_workload, load_workload
-from launcher.engine.events import EngineParams, Loaded, Sampling
+from launcher.engine.api import Engine
+from launcher.engine.events import EngineParams, Sampling
 from launcher.hardware.profile import MachineProfile
 from launcher.planning.budget import pool_capacity, pool_for_device
+from launcher.planning.types import MemoryPlan
 
 Mode = Literal["resident", "sequential", "impossible"]
 GB = 1e9
@@ -48,66 +50,19 @@ class Footprint:
     est_prefill_tps: float | None = None
 
     @classmethod
-    def from_plan(cls, label: str, plan: Any) -> Footprint:
-        """Read a ``launcher.planning.MemoryPlan`` (or anything with the same fields)."""
-        per_device = getattr(plan, "per_device", None) or {}
-        if not isinstance(per_device, Mapping):
-            per_device = _per_device_from_sequence(per_device)
-        speed = getattr(plan, "speed", None)
+    def from_plan(cls, label: str, plan: MemoryPlan) -> Footprint:
+        """What a ``MemoryPlan`` says the model needs, per device and in all."""
         return cls(
             label=label,
-            weights_bytes=int(getattr(plan, "weights_bytes", 0) or 0),
-            kv_bytes=int(getattr(plan, "kv_bytes", 0) or 0),
-            compute_bytes=int(getattr(plan, "compute_bytes", 0) or 0),
-            total_bytes=int(plan.total_bytes),
-            per_device={str(k): int(_bytes_of(v)) for k, v in per_device.items()},
-            fits_alone=_verdict_fits(getattr(plan, "verdict", None)),
-            est_decode_tps=_speed_field(speed, ("decode_tps", "decode_tokens_per_s", "tg")),
-            est_prefill_tps=_speed_field(speed, ("prefill_tps", "prefill_tokens_per_s", "pp")),
+            weights_bytes=plan.weights_bytes,
+            kv_bytes=plan.kv_bytes,
+            compute_bytes=plan.compute_bytes,
+            total_bytes=plan.total_bytes,
+            per_device={name: use.total for name, use in plan.per_device.items()},
+            fits_alone=plan.verdict != "no_fit",
+            est_decode_tps=plan.speed.decode_tokens_per_s,
+            est_prefill_tps=plan.speed.prefill_tokens_per_s,
         )
-
-
-def _bytes_of(value: Any) -> int:
-    if isinstance(value, int | float):
-        return int(value)
-    for name in ("total_bytes", "total", "bytes"):
-        v = getattr(value, name, None)
-        if isinstance(v, int | float):
-            return int(v)
-    if isinstance(value, Mapping):
-        return int(sum(v for v in value.values() if isinstance(v, int | float)))
-    return 0
-
-
-def _per_device_from_sequence(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items or ():
-        name = getattr(item, "device", None) or getattr(item, "name", None) or str(len(out))
-        out[str(name)] = out.get(str(name), 0) + _bytes_of(item)
-    return out
-
-
-def _verdict_fits(verdict: Any) -> bool | None:
-    """Interpret the estimate's verdict (an enum, a string, or an object with ``fits``)."""
-    if verdict is None:
-        return None
-    fits = getattr(verdict, "fits", None)
-    if isinstance(fits, bool):
-        return fits
-    text = str(getattr(verdict, "value", verdict)).lower()
-    if any(w in text for w in ("no_fit", "not", "too", "wont", "won't", "does_not", "exceed")):
-        return False
-    return True if text else None  # "full_gpu", "partial", "cpu": it fits, somewhere
-
-
-def _speed_field(speed: Any, names: Sequence[str]) -> float | None:
-    if speed is None:
-        return None
-    for name in names:
-        v = speed.get(name) if isinstance(speed, Mapping) else getattr(speed, name, None)
-        if isinstance(v, int | float):
-            return float(v)
-    return None
 
 
 @dataclass(frozen=True)
@@ -284,16 +239,8 @@ def _overloaded_devices(
 # ---------------------------------------------------------------------------- session
 
 
-class EngineLike(Protocol):
-    """What a comparison needs from ``launcher.engine.EngineClient``."""
-
-    def load(self, path: str | Path, params: Any) -> Loaded: ...
-
-    def chat(self, messages: list[dict[str, Any]], sampling: Sampling) -> Iterator[Any]: ...
-
-    def cancel(self) -> None: ...
-
-    def unload(self) -> None: ...
+#: What a comparison drives: any engine (``launcher.engine.api.Engine``).
+EngineLike = Engine
 
 
 @dataclass
