@@ -240,3 +240,37 @@ def test_replies_that_waited_for_a_slot_count_the_wait_in_ttft(served: Served) -
     for f in done:
         assert f.metrics.ttft_s >= f.metrics.queued_s
         assert f.metrics.total_s >= f.metrics.ttft_s
+
+
+def test_each_slot_has_its_own_grammar_sampling_and_logprobs(served: Served) -> None:
+    """A schema-constrained reply, a sampled one with logprobs and a greedy one in the same
+    batch: each follows its own settings (the grammar binds only its own reply)."""
+    client = served.model.client
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    person = [{"role": "user", "content": "Describe a person."}]
+    streams = {
+        "json": client.chat(person, Sampling(max_tokens=80, temperature=0, json_schema=schema)),
+        "sampled": client.complete(
+            "Once upon a time", Sampling(max_tokens=16, temperature=0.9, seed=7, logprobs=2)
+        ),
+        "greedy": client.complete(PROMPTS[4], GREEDY),
+    }
+    results: dict[str, ReplyFinished] = {}
+    threads = [
+        threading.Thread(target=lambda k=k, s=s: results.setdefault(k, _text(s)))
+        for k, s in streams.items()
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    data = json.loads(results["json"].text)
+    assert isinstance(data["name"], str) and isinstance(data["age"], int)
+    sampled = results["sampled"]
+    assert len(sampled.logprobs) == sampled.metrics.generated_tokens > 0
+    assert all(len(lp.top) == 2 for lp in sampled.logprobs)
+    assert results["greedy"].text == served.solo[PROMPTS[4]]
