@@ -30,12 +30,15 @@ from launcher.planning import bytes_per_pool
 from launcher.server.config import ApiConfig, load_api_config, save_api_config
 from launcher.server.pool import ModelRegistry
 from launcher.settings import Settings, load_settings, save_settings
+from ui.controllers.mcp import McpServersController
+from ui.controllers.remotes import RemotesController
 from ui.main_window import MainWindow
 from ui.models.chat_session import ChatSession
 from ui.models.library import DownloadModel, LocalModelModel
 from ui.models.rows import (
     CandidateRow,
     DownloadRow,
+    LocalModelRow,
     candidate_from,
     candidate_from_option,
     check_from,
@@ -122,7 +125,8 @@ class PlannedEngine:
 
     def memory(self) -> tuple[int, int | None]:
         """(RSS, GPU bytes) of the host now: what the reply's metrics show."""
-        return tuple(self.client.memory())  # type: ignore[return-value]
+        rss, gpu = self.client.memory()
+        return rss, gpu
 
     def unload(self) -> None:
         self.client.unload()
@@ -164,7 +168,6 @@ class AppContext(QObject):
         self.local_tasks = TaskRunner("local tasks")
         self.library_tasks = TaskRunner("library tasks")
         self.network_tasks = TaskRunner("network tasks")
-        self._mcp_tested: dict[str, str] = {}  # MCP server -> last test (network thread only)
         self.store = ChatStore(paths.chats_dir)
         self.local_models = LocalModelModel()
         self.downloads = DownloadModel()
@@ -201,6 +204,11 @@ class AppContext(QObject):
         )
         self.chat = ChatView(self.session, self.local_models)
         self.doctor = DoctorView(self.settings, str(paths.models_dir))
+        self.mcp_servers = McpServersController(paths, self.network_tasks, self.doctor.mcp)
+        self.remotes = RemotesController(paths, self.network_tasks, self.doctor.remotes)
+        self.remotes.models_listed.connect(self._on_remote_models)
+        self._library_rows: list[LocalModelRow] = []
+        self._remote_rows: list[LocalModelRow] = []  # remote:NAME/MODEL in the pickers
 
         self.window = MainWindow(self.gauge, on_close=self.shutdown)
         self.window.add_view("discover", "Discover", self.discover)
@@ -252,7 +260,7 @@ class AppContext(QObject):
             log_dir.mkdir(parents=True, exist_ok=True)
             # Each load and reply is recorded, so later estimates on this machine are
             # "calibrated" by what it really did.
-            client = EngineClient(
+            local = EngineClient(
                 log_dir=log_dir,
                 crash_history=CrashHistory(self.paths.crashes_file),
                 calibration=self._calibration(),
@@ -261,9 +269,13 @@ class AppContext(QObject):
             from launcher.engine.remote import LocalOrRemoteClient
 
             # remote:NAME/MODEL (a saved server's model) loads like a file, in the same slot.
-            client = LocalOrRemoteClient(client, paths=self.paths)
+            client = LocalOrRemoteClient(local, paths=self.paths)
             engine = PlannedEngine(self.models.share(client), self._plan_for_file)
         return ModelHost(engine)
+
+    def _chat_then(self, action: Callable[[], None]) -> None:
+        self.window.show_view("chat")
+        action()
 
     def _calibration(self) -> Any:
         if self._calibration_store is None:
@@ -308,8 +320,8 @@ class AppContext(QObject):
         self.chat.recommended_download_requested.connect(self.get_recommended_model)
         # Window-wide keys for the chat (the window itself has Ctrl+1..6 and Ctrl+Q).
         w = self.window
-        w.add_shortcut("Ctrl+N", lambda: (w.show_view("chat"), self.chat.new_chat()))
-        w.add_shortcut("Ctrl+L", lambda: (w.show_view("chat"), self.chat.focus_input()))
+        w.add_shortcut("Ctrl+N", lambda: self._chat_then(self.chat.new_chat))
+        w.add_shortcut("Ctrl+L", lambda: self._chat_then(self.chat.focus_input))
         d.candidate_hovered.connect(self._on_candidate_hovered)
         d.expand_requested.connect(self.expand_repo)
         lib = self.library_view
@@ -325,13 +337,6 @@ class AppContext(QObject):
         self.doctor.rerun_requested.connect(self.run_doctor)
         self.doctor.settings_saved.connect(self._on_settings_saved)
         self.doctor.token_entered.connect(self._on_token_entered)
-        self.doctor.remotes.add_requested.connect(self.add_remote)
-        self.doctor.remotes.remove_requested.connect(self.remove_remote)
-        self.doctor.mcp.add_requested.connect(self.add_mcp_server)
-        self.doctor.mcp.import_requested.connect(self.import_mcp_servers)
-        self.doctor.mcp.test_requested.connect(self.test_mcp_server)
-        self.doctor.mcp.remove_requested.connect(self.remove_mcp_server)
-        self.doctor.mcp.secrets_edited.connect(self.edit_mcp_secrets)
         self.session.model_loaded.connect(self._on_model_loaded)
         self.session.model_unloaded.connect(self._on_model_unloaded)
         self.window.view_changed.connect(self._on_view_changed)
@@ -353,8 +358,8 @@ class AppContext(QObject):
 
             self.local_tasks.submit(probe, self._on_profile, self._on_probe_failed)
         self.scan_library()
-        self.refresh_remotes()
-        self.refresh_mcp_servers()
+        self.remotes.refresh()
+        self.mcp_servers.refresh()
         self.server_view.serve_if_configured()  # it was on when the app last closed
 
     def _load_catalog(self) -> Any:
@@ -558,10 +563,14 @@ class AppContext(QObject):
             set_aside, self.library_view.set_aside.set_rows, self.library_view.show_message
         )
 
-    def _on_library(self, rows: list[Any]) -> None:
+    def _on_library(self, rows: list[LocalModelRow]) -> None:
         self._library_rows = list(rows)
-        self.local_models.set_rows(rows + getattr(self, "_remote_rows", []))
+        self.local_models.set_rows(rows + self._remote_rows)
         self._update_candidate_states()
+
+    def _on_remote_models(self, rows: list[LocalModelRow]) -> None:
+        self._remote_rows = list(rows)
+        self.local_models.set_rows(self._library_rows + self._remote_rows)
 
     def delete_model(self, path: str) -> None:
         """Delete a model the user confirmed; a loaded one is unloaded first."""
@@ -700,200 +709,6 @@ class AppContext(QObject):
         sampler = getattr(self, "sampler", None)
         if pid is not None and sampler is not None:
             sampler.untrack(pid)
-
-    # ------------------------------------------------------------------ remote servers
-    def refresh_remotes(self) -> None:
-        """Ask every saved remote server for its models (network thread); they join the
-        model pickers as ``remote:NAME/MODEL`` rows, and Doctor & settings lists the servers."""
-        from ui.models.rows import LocalModelRow
-        from ui.views.remotes import RemoteRow
-
-        paths = self.paths
-
-        def work() -> tuple[list[RemoteRow], list[LocalModelRow]]:
-            from launcher.engine.remote import list_models
-            from launcher.remotes import RemoteStore, make_spec
-
-            servers, models = [], []
-            for remote in RemoteStore(paths).all():
-                try:
-                    ids = [m["id"] for m in list_models(remote)]
-                except Exception as exc:  # one server down must not hide the others
-                    servers.append(
-                        RemoteRow(remote.name, remote.base_url, remote.has_key, str(exc))
-                    )
-                    continue
-                status = f"{len(ids)} model{'s' * (len(ids) != 1)}"
-                servers.append(RemoteRow(remote.name, remote.base_url, remote.has_key, status))
-                for model_id in ids:
-                    models.append(
-                        LocalModelRow(
-                            path=make_spec(remote.name, model_id),
-                            name=f"{model_id} @{remote.name}",
-                            size_bytes=None,
-                            source=f"Remote: {remote.name}",
-                            ours=False,
-                        )
-                    )
-            return servers, models
-
-        def done(result: tuple[list[RemoteRow], list[LocalModelRow]]) -> None:
-            servers, models = result
-            self.doctor.remotes.set_remotes(servers)
-            self._remote_rows = models
-            self.local_models.set_rows(getattr(self, "_library_rows", []) + models)
-
-        self.network_tasks.submit(work, done, self.doctor.remotes.show_message)
-
-    def add_remote(self, name: str, url: str, api_key: str) -> None:
-        """Check the server answers (with this key), then save it; the key is never shown."""
-        paths = self.paths
-
-        def work() -> str:
-            from launcher.engine.remote import list_models
-            from launcher.remotes import RemoteStore
-
-            store = RemoteStore(paths)
-            remote = store.make(name, url, api_key or None)
-            count = len(list_models(remote))
-            store.save(remote)
-            return (
-                f"Saved {remote.name} ({remote.base_url}): {plural(count, 'model')} to chat with."
-            )
-
-        def done(message: str) -> None:
-            self.doctor.remotes.show_message(message)
-            self.refresh_remotes()
-
-        self.network_tasks.submit(work, done, self.doctor.remotes.show_message)
-
-    def remove_remote(self, name: str) -> None:
-        paths = self.paths
-
-        def work() -> str:
-            from launcher.remotes import RemoteStore
-
-            RemoteStore(paths).remove(name)
-            return f"Removed {name}."
-
-        def done(message: str) -> None:
-            self.doctor.remotes.show_message(message)
-            self.refresh_remotes()
-
-        self.network_tasks.submit(work, done, self.doctor.remotes.show_message)
-
-    # ------------------------------------------------------------------ MCP servers
-    def refresh_mcp_servers(self) -> None:
-        """List the saved MCP servers in Doctor & settings, with the last test of each."""
-        from ui.views.mcp_servers import McpServerRow
-
-        paths = self.paths
-        tested = self._mcp_tested
-
-        def work() -> list[McpServerRow]:
-            from launcher.tools.config import McpStore
-
-            return [
-                McpServerRow(
-                    s.name,
-                    s.transport + ("" if s.enabled else " (off)"),
-                    s.describe(),
-                    tested.get(s.name, "not tested"),
-                    tuple(sorted(s.headers if s.transport == "http" else s.env)),
-                )
-                for s in McpStore(paths).all()
-            ]
-
-        self.network_tasks.submit(work, self.doctor.mcp.set_servers, self.doctor.mcp.show_message)
-
-    def _mcp_task(self, work: Callable[[], str]) -> None:
-        def done(message: str) -> None:
-            self.doctor.mcp.show_message(message)
-            self.refresh_mcp_servers()
-
-        self.network_tasks.submit(work, done, self.doctor.mcp.show_message)
-
-    def add_mcp_server(self, name: str, target: str) -> None:
-        """Save a server from a command line (stdio) or a URL (HTTP), then test it."""
-        paths = self.paths
-
-        def work() -> str:
-            import shlex
-
-            from launcher.tools.config import McpStore, server_from_json
-
-            if target.startswith(("http://", "https://")):
-                entry: dict[str, Any] = {"url": target}
-            else:
-                words = shlex.split(target)
-                entry = {"command": words[0], "args": words[1:]}
-            server = McpStore(paths).save(server_from_json(name, entry))
-            return f"Saved {server.name}. " + self._test_mcp(server)
-
-        self._mcp_task(work)
-
-    def import_mcp_servers(self, path: str) -> None:
-        paths = self.paths
-
-        def work() -> str:
-            from launcher.tools.config import McpStore, load_mcp_json
-
-            servers = McpStore(paths).import_servers(load_mcp_json(path))
-            names = ", ".join(s.name for s in servers) or "none"
-            return f"Imported {len(servers)} server(s): {names}. Select one and Test it."
-
-        self._mcp_task(work)
-
-    def test_mcp_server(self, name: str) -> None:
-        paths = self.paths
-
-        def work() -> str:
-            from launcher.tools.config import McpStore
-
-            return self._test_mcp(McpStore(paths).get(name))
-
-        self._mcp_task(work)
-
-    def _test_mcp(self, server: Any) -> str:
-        """Start ``server``, list its tools, stop it; the result is kept for the table.
-        Runs on the network task thread."""
-        from launcher.errors import ToolError
-        from launcher.tools.manager import McpManager
-
-        tested = self._mcp_tested
-        try:
-            with McpManager([server]) as manager:
-                tools = manager.list_tools(server.name)
-        except ToolError as exc:
-            tested[server.name] = "failed"
-            return str(exc)
-        names = ", ".join(t.name for t in tools)
-        tested[server.name] = f"{plural(len(tools), 'tool')}: {names}" if tools else "no tools"
-        return f"{server.name}: {tested[server.name]}."
-
-    def edit_mcp_secrets(self, name: str, changes: dict[str, str | None]) -> None:
-        """Set or remove a saved server's env variables or headers (values never shown)."""
-        paths = self.paths
-
-        def work() -> str:
-            from launcher.tools.config import McpStore
-
-            McpStore(paths).update_secrets(name, changes)
-            self._mcp_tested.pop(name, None)
-            return f"Saved {name} ({', '.join(sorted(changes))}). Test it to check."
-
-        self._mcp_task(work)
-
-    def remove_mcp_server(self, name: str) -> None:
-        paths = self.paths
-
-        def work() -> str:
-            from launcher.tools.config import McpStore
-
-            McpStore(paths).remove(name)
-            return f"Removed {name}."
-
-        self._mcp_task(work)
 
     # ------------------------------------------------------------------ doctor & settings
     def run_doctor(self) -> None:

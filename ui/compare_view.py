@@ -273,7 +273,9 @@ class CompareView(QWidget):
         self.summary_table = QTableWidget(0, len(SUMMARY_HEADERS))
         self.summary_table.setHorizontalHeaderLabels(list(SUMMARY_HEADERS))
         for column, tip in SUMMARY_TIPS.items():
-            self.summary_table.horizontalHeaderItem(SUMMARY_HEADERS.index(column)).setToolTip(tip)
+            item = self.summary_table.horizontalHeaderItem(SUMMARY_HEADERS.index(column))
+            if item is not None:
+                item.setToolTip(tip)
         self.summary_table.verticalHeader().setVisible(False)
         self.summary_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         header = self.summary_table.horizontalHeader()
@@ -290,7 +292,7 @@ class CompareView(QWidget):
         )
         # ---- judge: a third model grades A against B blind, in both orders
         self.judge_picker = self._model_picker()
-        self.judge_picker.lineEdit().setPlaceholderText("A third model to judge the replies")
+        _placeholder(self.judge_picker, "A third model to judge the replies")
         self.judge_button = QPushButton("Judge replies")
         self.judge_button.setEnabled(False)
         self.judge_button.setToolTip(
@@ -387,7 +389,7 @@ class CompareView(QWidget):
         box = QComboBox()
         box.setEditable(True)
         box.setMinimumWidth(180)
-        box.lineEdit().setPlaceholderText("A model on disk, a GGUF path or a catalog id")
+        _placeholder(box, "A model on disk, a GGUF path or a catalog id")
         return box
 
     def _refresh_choices(self) -> None:
@@ -850,7 +852,7 @@ class CompareView(QWidget):
         verdict = None
         if res is not None and prompt_id is not None:
             verdict = next((v for v in res.judge_verdicts if v.prompt_id == prompt_id), None)
-        if verdict is None or not self.revealed(prompt_id) or res is None:
+        if verdict is None or prompt_id is None or res is None or not self.revealed(prompt_id):
             self.verdict_label.setVisible(False)
             return
         judge = (res.judge or "").removesuffix(" (judge)")
@@ -1073,3 +1075,10 @@ def fmt_duration(seconds: float) -> str:
 def _one_line(text: str, limit: int = 160) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _placeholder(box: QComboBox, text: str) -> None:
+    """The grey hint in an editable combo box's line edit."""
+    edit = box.lineEdit()
+    if edit is not None:
+        edit.setPlaceholderText(text)

@@ -44,6 +44,12 @@ Use `--ctx 32768` for long documents. **Tip:** the gauge below shows what each m
 """
 
 
+def _app() -> QApplication:
+    """The running QApplication, or a new one."""
+    app = QApplication.instance()
+    return app if isinstance(app, QApplication) else QApplication([sys.argv[0]])
+
+
 def _wait(app: QApplication, ms: int) -> None:
     loop = QEventLoop()
     QTimer.singleShot(ms, loop.quit)
@@ -153,7 +159,7 @@ def fit_at(out: Path, scale: float, starter_shot: bool = True) -> list[Path]:
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="spark-shots-") as home:
         os.environ["SPARK_LAUNCHER_HOME"] = home
-        app = QApplication.instance() or QApplication([sys.argv[0]])
+        app = _app()
         from launcher.paths import AppPaths
         from ui.app import AppContext
 
@@ -165,7 +171,7 @@ def fit_at(out: Path, scale: float, starter_shot: bool = True) -> list[Path]:
         ctx.start()
         deadline = 200
         while (ctx.discover.model.rowCount() == 0 or ctx.gauge_snapshot() is None) and deadline:
-            _wait(app, 50)  # type: ignore[arg-type]
+            _wait(app, 50)
             deadline -= 1
         summaries = ctx.store.list()
         if summaries:
@@ -176,7 +182,7 @@ def fit_at(out: Path, scale: float, starter_shot: bool = True) -> list[Path]:
             suffix = "" if scale == 1 else f"@{scale:g}x"
             for key in views:
                 window.show_view(key)
-                _wait(app, 150)  # type: ignore[arg-type]
+                _wait(app, 150)
                 path = out / f"{key}-{width}x{height}{suffix}.png"
                 window.grab().save(str(path))
                 written.append(path)
@@ -237,7 +243,7 @@ def _mcp_shot(app: QApplication, ctx: Any, out: Path) -> Path:
     box = ctx.doctor.mcp
     ctx.window.show_view("doctor")
     ctx.doctor.servers_tabs.setCurrentWidget(box)
-    ctx.test_mcp_server("calc")
+    ctx.mcp_servers.test("calc")
     deadline = 600
     while "tool" not in box.status_label.text() and deadline:
         _wait(app, 50)
@@ -323,7 +329,7 @@ def _mcp_only(out: Path, tools: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="spark-shots-") as home:
         os.environ["SPARK_LAUNCHER_HOME"] = home
-        app = QApplication.instance() or QApplication([sys.argv[0]])
+        app = _app()
         from launcher.paths import AppPaths
         from ui.app import AppContext
 
@@ -332,10 +338,10 @@ def _mcp_only(out: Path, tools: bool = False) -> None:
         ctx.window.show()
         ctx.start()
         if tools:
-            for path in _tools_shots(app, ctx, out):  # type: ignore[arg-type]
+            for path in _tools_shots(app, ctx, out):
                 print(path)
         else:
-            print(_mcp_shot(app, ctx, out))  # type: ignore[arg-type]
+            print(_mcp_shot(app, ctx, out))
         ctx.window.close()
 
 
@@ -349,7 +355,7 @@ def compare_shots(out: Path) -> list[Path]:
     from ui.compare_view import CompareView
 
     out.mkdir(parents=True, exist_ok=True)
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app = _app()
     written = []
     with tempfile.TemporaryDirectory(prefix="spark-compare-shots-") as home:
         os.environ["SPARK_LAUNCHER_HOME"] = home
@@ -428,7 +434,7 @@ def compare_shots(out: Path) -> list[Path]:
         from launcher.settings import load_settings, save_settings
         from ui.theme import apply_theme
 
-        apply_theme(app, "light")  # type: ignore[arg-type]
+        apply_theme(app, "light")
         line = json.dumps({"v": 1, "api": "/v1/chat/completions", "messages": [
             {"role": "user", "content": "Find me a table at Mirabelle."}]})  # fmt: skip
         paths.data_dir.mkdir(parents=True, exist_ok=True)
@@ -441,7 +447,7 @@ def compare_shots(out: Path) -> list[Path]:
         view.show()
         view.show_result(res, saved)
         view.max_tokens_spin.setValue(512)
-        _wait(app, 300)  # type: ignore[arg-type]
+        _wait(app, 300)
         path = out / "compare.png"
         view.grab().save(str(path))
         written.append(path)
@@ -504,7 +510,7 @@ def compare_shots(out: Path) -> list[Path]:
         saved = stopped.save(paths)
         view.show_result(stopped, saved)
         view.prompt_picker.setCurrentIndex(3)
-        _wait(app, 300)  # type: ignore[arg-type]
+        _wait(app, 300)
         path = out / "compare-resume.png"
         view.grab().save(str(path))
         written.append(path)
@@ -535,7 +541,7 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="spark-shots-") as home:
         os.environ["SPARK_LAUNCHER_HOME"] = home
-        app = QApplication.instance() or QApplication([sys.argv[0]])
+        app = _app()
         from launcher.paths import AppPaths
         from ui.app import AppContext
 
@@ -547,7 +553,7 @@ def main(argv: list[str]) -> int:
         ctx.start()
         deadline = 200
         while (ctx.discover.model.rowCount() == 0 or ctx.gauge_snapshot() is None) and deadline:
-            _wait(app, 50)  # type: ignore[arg-type]
+            _wait(app, 50)
             deadline -= 1
         # Select a model that fits so the details and the gauge's ghost show.
         d = ctx.discover
@@ -565,21 +571,21 @@ def main(argv: list[str]) -> int:
                 # (server: `python -m ui.views.server_view`, with real requests in its log).
                 continue
             window.show_view(key)
-            _wait(app, 150)  # type: ignore[arg-type]
+            _wait(app, 150)
             path = out / f"{key}.png"
             window.grab().save(str(path))
             written.append(path)
         written.append(_mcp_shot(app, ctx, out))
-        written += _tools_shots(app, ctx, out)  # type: ignore[arg-type]
+        written += _tools_shots(app, ctx, out)
         if summaries:  # the dark chat shows the sample conversation again
             ctx.session.open_conversation(summaries[0].id)
         # The same window in the dark theme, as a user with a dark desktop sees it.
         from ui.theme import apply_theme
 
-        apply_theme(app, "dark")  # type: ignore[arg-type]
+        apply_theme(app, "dark")
         for key in ("discover", "chat"):
             window.show_view(key)
-            _wait(app, 150)  # type: ignore[arg-type]
+            _wait(app, 150)
             path = out / f"{key}-dark.png"
             window.grab().save(str(path))
             written.append(path)

@@ -29,12 +29,23 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from launcher.engine.events import HostCrashed, ReasoningToken, Sampling, ToolCall
-from launcher.errors import LauncherError, ModelLoadError, ToolCancelledError
+from launcher.engine.api import Engine
+from launcher.engine.events import (
+    EngineParams,
+    HostCrashed,
+    LoadProgress,
+    ReasoningToken,
+    ReplyFinished,
+    Sampling,
+    Token,
+    ToolCall,
+)
+from launcher.errors import HostCrashedError, LauncherError, ModelLoadError, ToolCancelledError
+from launcher.planning import MemoryPlan
 
 if TYPE_CHECKING:  # imported when a turn uses tools: the window paints first
     from launcher.tools.loop import Approval
@@ -44,16 +55,8 @@ if TYPE_CHECKING:  # imported when a turn uses tools: the window paints first
 TOKEN_BATCH_INTERVAL_S = 1 / 30
 
 
-class EngineLike(Protocol):
-    """What the UI needs from ``launcher.engine.EngineClient`` (fakes in tests satisfy it)."""
-
-    def load(self, path: str, plan: Any = None, on_progress: Any = None) -> Any: ...
-
-    def chat(self, messages: list[dict[str, str]], sampling: Any = None) -> Iterable[Any]: ...
-
-    def cancel(self) -> None: ...
-
-    def unload(self) -> None: ...
+#: What a model host drives: any engine (``launcher.engine.api.Engine``); test fakes too.
+EngineLike = Engine
 
 
 def user_message(exc: BaseException) -> str:
@@ -61,12 +64,6 @@ def user_message(exc: BaseException) -> str:
     if isinstance(exc, LauncherError):
         return str(exc)
     return f"Unexpected error ({type(exc).__name__}: {exc}). Please report it with the log."
-
-
-def _event_kind(event: object) -> str:
-    # Dispatch on the event's class name rather than isinstance: the engine's event classes
-    # and the test fakes are both accepted, and the UI does not import the engine's internals.
-    return type(event).__name__
 
 
 @dataclass(frozen=True)
@@ -142,8 +139,9 @@ class ModelHostWorker(QObject):
     @Slot(str, object)
     def on_load(self, path: str, plan: object) -> None:
         self.loading = True
+        params = plan if isinstance(plan, EngineParams | MemoryPlan) else None
         try:
-            loaded = self.engine.load(path, plan, on_progress=self._on_progress)
+            loaded = self.engine.load(path, params, on_progress=self._on_progress)
         except Exception as exc:
             self._report(exc)
             return
@@ -151,29 +149,30 @@ class ModelHostWorker(QObject):
             self.loading = False
         self.load_finished.emit(loaded)
 
-    def _on_progress(self, progress: object) -> None:
-        self.load_progress.emit(float(getattr(progress, "fraction", 0.0)))
+    def _on_progress(self, progress: LoadProgress) -> None:
+        self.load_progress.emit(progress.fraction)
 
     @Slot(list, object)
     def on_chat(self, messages: list[dict[str, Any]], sampling: object) -> None:
         tokens = _TokenBatcher(self.token_received.emit)
         try:
-            for event in self.engine.chat(messages, sampling):
-                kind = _event_kind(event)
-                if kind == "Token":
-                    tokens.add(event.text)  # type: ignore[attr-defined]
-                    continue
-                tokens.flush()
-                if isinstance(event, ReasoningToken):
-                    self.reasoning_received.emit(event.text)
-                    continue
-                if kind == "ReplyFinished":
-                    self._measure_memory()
-                    self.reply_finished.emit(event)
-                elif kind == "HostCrashed":
-                    self.crashed.emit(_crash_message(event))
-                    self._offer_safe_settings(event)
-                    return
+            for event in self.engine.chat(messages, _sampling(sampling)):
+                match event:
+                    case Token(text=text):
+                        tokens.add(text)
+                        continue
+                    case ReasoningToken(text=text):
+                        tokens.flush()
+                        self.reasoning_received.emit(text)
+                    case ReplyFinished():
+                        tokens.flush()
+                        self._measure_memory()
+                        self.reply_finished.emit(event)
+                    case HostCrashed():
+                        tokens.flush()
+                        self.crashed.emit(_crash_message(event))
+                        self._offer_safe_settings(event)
+                        return
         except Exception as exc:
             tokens.flush()
             self._report(exc)
@@ -237,8 +236,7 @@ class ModelHostWorker(QObject):
         tokens = _TokenBatcher(self.token_received.emit)
         events = None
         try:
-            if not isinstance(sampling, Sampling):
-                sampling = Sampling.from_dict(dict(sampling or {}))  # type: ignore[call-overload]
+            sampling = _sampling(sampling)
             try:
                 tools = self._turn_tools(turn)
             except ToolCancelledError:
@@ -257,30 +255,30 @@ class ModelHostWorker(QObject):
             loop.always_allowed.update(turn.always_allowed & names)
             events = loop.run(messages, sampling, cancel)
             for event in events:
-                if isinstance(event, RoundStarted):
-                    self.round_started.emit(event.round)
-                    continue
-                kind = _event_kind(event)
-                if kind == "Token":
-                    tokens.add(event.text)  # type: ignore[union-attr]
+                if isinstance(event, Token):
+                    tokens.add(event.text)
                     continue
                 tokens.flush()
-                if isinstance(event, ReasoningToken):
-                    self.reasoning_received.emit(event.text)
-                elif kind == "ReplyFinished":
-                    if event.tool_calls and event.metrics.stop_reason == "tool_calls":  # type: ignore[union-attr]
+                match event:
+                    case RoundStarted(round=n):
+                        self.round_started.emit(n)
+                    case ReasoningToken(text=text):
+                        self.reasoning_received.emit(text)
+                    case ReplyFinished(tool_calls=calls) if (
+                        calls and event.metrics.stop_reason == "tool_calls"
+                    ):
                         self.tool_calls_made.emit(event)
-                elif isinstance(event, ToolStarted):
-                    self.tool_started.emit(event.call)
-                elif isinstance(event, ToolResult):
-                    self.tool_finished.emit(event)
-                elif kind == "HostCrashed":
-                    self.crashed.emit(_crash_message(event))
-                    self._offer_safe_settings(event)
-                    return
-                elif isinstance(event, TurnFinished):
-                    self._measure_memory()
-                    self.turn_finished.emit(event)
+                    case ToolStarted(call=call):
+                        self.tool_started.emit(call)
+                    case ToolResult():
+                        self.tool_finished.emit(event)
+                    case HostCrashed():
+                        self.crashed.emit(_crash_message(event))
+                        self._offer_safe_settings(event)
+                        return
+                    case TurnFinished():
+                        self._measure_memory()
+                        self.turn_finished.emit(event)
         except Exception as exc:
             tokens.flush()
             self._report(exc)
@@ -289,11 +287,8 @@ class ModelHostWorker(QObject):
                 events.close()
 
     def _measure_memory(self) -> None:
-        memory = getattr(self.engine, "memory", None)
-        if memory is None:
-            return
         try:
-            rss, gpu = memory()
+            rss, gpu = self.engine.memory()
         except Exception:
             return  # a number we cannot read is left out, never a failed reply
         if rss:
@@ -308,7 +303,7 @@ class ModelHostWorker(QObject):
         self.unloaded.emit()
 
     def _report(self, exc: BaseException) -> None:
-        if type(exc).__name__ == "HostCrashed" or _event_kind(exc) == "HostCrashedError":
+        if isinstance(exc, HostCrashedError):
             self.crashed.emit(_crash_message(exc))
         else:
             if not isinstance(exc, LauncherError):
@@ -322,15 +317,23 @@ class ModelHostWorker(QObject):
             self.safe_settings_offered.emit(crash)
 
 
-def _crash_message(event: object) -> str:
+def _sampling(sampling: object) -> Sampling:
+    """The views hand over a preset's settings as a ``Sampling`` or a plain dict."""
+    if isinstance(sampling, Sampling):
+        return sampling
+    return Sampling.from_dict(dict(sampling) if isinstance(sampling, dict) else {})
+
+
+def _crash_message(crash: HostCrashed | HostCrashedError) -> str:
     """One paragraph for a dead model host: the likely cause first, then the exit code."""
-    cause = getattr(event, "likely_cause", None) or getattr(event, "cause", None)
-    code = getattr(event, "exit_code", None)
     parts = ["The model stopped unexpectedly (its process ended)."]
-    if cause:
-        parts.append(str(cause))
-    if code is not None:
-        parts.append(f"Exit code {code}.")
+    if isinstance(crash, HostCrashed):
+        if crash.likely_cause:
+            parts.append(crash.likely_cause)
+        if crash.exit_code is not None:
+            parts.append(f"Exit code {crash.exit_code}.")
+    else:
+        parts.append(str(crash))
     parts.append("Your conversation is kept; load the model again to continue.")
     return " ".join(parts)
 
@@ -350,15 +353,15 @@ class ModelHost(QObject):
     def __init__(self, engine: EngineLike, name: str = "model host") -> None:
         super().__init__()
         self.engine = engine
-        self.thread = QThread()
-        self.thread.setObjectName(f"{name} worker")
+        self._thread = QThread()
+        self._thread.setObjectName(f"{name} worker")
         self.worker = ModelHostWorker(engine)
-        self.worker.moveToThread(self.thread)
+        self.worker.moveToThread(self._thread)
         self._load_requested.connect(self.worker.on_load)
         self._chat_requested.connect(self.worker.on_chat)
         self._chat_with_tools_requested.connect(self.worker.on_chat_with_tools)
         self._unload_requested.connect(self.worker.on_unload)
-        self.thread.start()
+        self._thread.start()
         self._shut_down = False
 
     def load(self, path: str, plan: object = None) -> None:
@@ -401,8 +404,8 @@ class ModelHost(QObject):
                 self.engine.unload()
         except Exception:
             traceback.print_exc()
-        self.thread.quit()
-        self.thread.wait()
+        self._thread.quit()
+        self._thread.wait()
         try:
             self.engine.unload()
         except Exception:
@@ -439,16 +442,16 @@ class TaskRunner(QObject):
 
     def __init__(self, name: str = "tasks") -> None:
         super().__init__()
-        self.thread = QThread()
-        self.thread.setObjectName(name)
+        self._thread = QThread()
+        self._thread.setObjectName(name)
         self._worker = _TaskWorker()
-        self._worker.moveToThread(self.thread)
+        self._worker.moveToThread(self._thread)
         self._run_requested.connect(self._worker.on_run)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
         self._callbacks: dict[int, tuple[Callable[[Any], None], Callable[[str], None] | None]] = {}
         self._ids = itertools.count(1)
-        self.thread.start()
+        self._thread.start()
 
     def submit(
         self,
@@ -481,5 +484,5 @@ class TaskRunner(QObject):
     def shutdown(self) -> None:
         """Let the running task end, then stop the thread (queued tasks are dropped)."""
         self._callbacks.clear()
-        self.thread.quit()
-        self.thread.wait()
+        self._thread.quit()
+        self._thread.wait()

@@ -22,7 +22,7 @@ import enum
 import json
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -181,7 +181,7 @@ class ToolLoop:
         messages: list[dict[str, Any]],
         sampling: Sampling,
         cancel: threading.Event | None = None,
-    ) -> Iterator[LoopEvent]:
+    ) -> Generator[LoopEvent, None, None]:
         """One user turn. ``messages`` ends with the user's message and is extended in place
         with the assistant's calls, the tool results and the answer. ``sampling.tool_choice``
         applies to the first round (``required`` or a name forces a call); later rounds use

@@ -60,7 +60,7 @@ def test_enter_sends_and_the_reply_streams_as_markdown_with_metrics(qtbot, chat,
     assert "Hello world, nice to meet you." in text  # bold rendered, not shown as **
     assert "TTFT 0.05 s · 42.0 tok/s · 6 tokens · memory 300 MiB" in text
     assert engine.prompts[0][-1] == {"role": "user", "content": "first line\nsecond line"}
-    assert engine.sampling[0]["temperature"] == 0.7
+    assert engine.sampling[0].temperature == 0.7
     # The conversation is saved and listed.
     assert chat.conversations.rowCount() == 1
     saved = chat.session.store.load(chat.session.conversation.id)
@@ -159,7 +159,7 @@ def test_system_prompt_and_preset_reach_the_model(qtbot, chat, engine) -> None:
     with qtbot.waitSignal(chat.session.reply_ended, timeout=5000):
         qtbot.keyClick(chat.input, Qt.Key.Key_Return)
     assert engine.prompts[0][0] == {"role": "system", "content": "Answer like a pirate."}
-    assert engine.sampling[0]["temperature"] == 0.2
+    assert engine.sampling[0].temperature == 0.2
 
 
 def test_unload_during_a_slow_load_ends_the_host_at_once(qtbot, chat, engine) -> None:

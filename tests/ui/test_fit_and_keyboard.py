@@ -21,9 +21,10 @@ from PySide6.QtWidgets import (
 )
 
 from launcher.chats import ChatMessage, ChatStore
+from launcher.engine.events import Loaded
 from launcher.machines import load_reference
 from launcher.paths import AppPaths
-from tests.ui.ui_fakes import FakeEngine, Loaded
+from tests.ui.ui_fakes import FakeEngine, fake_loaded
 from ui.app import STARTER_PACKAGE, AppContext, starter_available
 from ui.main_window import MainWindow
 from ui.models.chat_session import ChatSession
@@ -43,12 +44,11 @@ LONG = "a-really-long-folder-name-that-goes-on-and-on/" * 8
 class StarterEngine(FakeEngine):
     """The bundled starter as the engine reports it: a 270M base model with no template."""
 
-    def load(self, path: str, plan: Any = None, on_progress: Any = None) -> Any:
-        base = super().load(path, plan, on_progress)
-        loaded = Loaded(base.path)
-        loaded.chat_template = None  # type: ignore[attr-defined]
-        loaded.n_params = 268_098_176  # type: ignore[attr-defined]
-        return loaded
+    def load(
+        self, path: Any, params: Any = None, on_progress: Any = None, *, plan: Any = None
+    ) -> Loaded:
+        base = super().load(path, params, on_progress)
+        return fake_loaded(base.path, chat_template=None, n_params=268_098_176)
 
 
 @pytest.fixture

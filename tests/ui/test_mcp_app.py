@@ -54,7 +54,7 @@ def test_add_test_import_and_remove_mcp_servers(qtbot, ctx: AppContext, tmp_path
               "env": {"API_TOKEN": SECRET}}  # fmt: skip
     file = tmp_path / "mcp.json"
     file.write_text(json.dumps({"mcpServers": {"broken": broken}}))
-    ctx.import_mcp_servers(str(file))
+    ctx.mcp_servers.import_file(str(file))
     qtbot.waitUntil(lambda: box.table.rowCount() == 2, timeout=20000)
     assert "Imported 1 server(s): broken" in box.status_label.text()
     box.table.selectRow(1)

@@ -1,43 +1,48 @@
-"""Small fakes of the core services for widget tests (the end-to-end test uses real parts).
+"""A small fake engine for widget tests (the end-to-end tests use real parts).
 
-The event classes carry the engine's names (``Token``, ``ReplyFinished``, ``HostCrashed``)
-because the UI dispatches on them.
+``FakeEngine`` implements ``launcher.engine.api.Engine`` and streams the engine's own event
+classes (``Token``, ``ReasoningToken``, ``ReplyFinished`` with real ``ReplyMetrics``,
+``HostCrashed``), so the UI is tested on exactly what a real engine sends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from launcher.engine.events import (
+    EngineParams,
+    Event,
+    HostCrashed,
+    Loaded,
+    LoadProgress,
+    ReasoningToken,
+    ReplyFinished,
+    ReplyMetrics,
+    Token,
+)
 
-@dataclass
-class Token:
-    text: str
-
-
-@dataclass
-class ReplyFinished:
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class HostCrashed:
-    exit_code: int = -9
-    likely_cause: str = "The process was killed (out of memory?)."
+__all__ = ["FakeEngine", "fake_loaded"]
 
 
-@dataclass
-class LoadProgress:
-    fraction: float
+def fake_loaded(path: str, **changes: Any) -> Loaded:
+    """What a real load of a small chat model reports (300 MiB held, a chat template)."""
+    loaded = Loaded(
+        path=path, pid=4242, load_s=0.1, buffers=(), rss_bytes=300 * 2**20, gpu_bytes=None,
+        n_ctx=4096, n_ctx_train=32768, n_params=1_000_000_000, model_size_bytes=2**30,
+        description="fake 1B", chat_template="{{ messages }}", params=EngineParams(),
+    )  # fmt: skip
+    return dataclasses.replace(loaded, **changes)
 
 
-@dataclass
-class Loaded:
-    path: str
-    rss_bytes: int = 300 * 2**20
-    pid: int = 4242
+def _metrics(generated: int, stop: Any, ttft_s: float = 0.05, tps: float = 42.0) -> ReplyMetrics:
+    return ReplyMetrics(
+        ttft_s=ttft_s, prompt_tokens=12, prefill_s=0.01, prefill_tokens_per_s=1200.0,
+        generated_tokens=generated, decode_s=generated / tps, decode_tokens_per_s=tps,
+        stop_reason=stop, template="gguf chat template",
+    )  # fmt: skip
 
 
 class FakeEngine:
@@ -64,7 +69,23 @@ class FakeEngine:
         self.load_started = threading.Event()
         self._host_ended = threading.Event()
 
-    def load(self, path: str, plan: Any = None, on_progress: Any = None) -> Loaded:
+    @property
+    def is_loaded(self) -> bool:
+        return bool(self.loaded_paths) and not self._host_ended.is_set()
+
+    @property
+    def loaded(self) -> Loaded | None:
+        return fake_loaded(self.loaded_paths[-1]) if self.is_loaded else None
+
+    def memory(self) -> tuple[int, int | None]:
+        return (300 * 2**20, None) if self.is_loaded else (0, None)
+
+    def complete(self, prompt: str, sampling: Any = None) -> Iterator[Event]:
+        return self.chat([{"role": "user", "content": prompt}], sampling)
+
+    def load(
+        self, path: Any, params: Any = None, on_progress: Any = None, *, plan: Any = None
+    ) -> Loaded:
         if self.fail_load:
             from launcher.errors import ModelLoadError
 
@@ -79,16 +100,15 @@ class FakeEngine:
         if on_progress is not None:
             on_progress(LoadProgress(0.5))
             on_progress(LoadProgress(1.0))
-        self.loaded_paths.append(path)
-        return Loaded(path)
+        self._host_ended.clear()
+        self.loaded_paths.append(str(path))
+        return fake_loaded(str(path))
 
-    def chat(self, messages: list[dict[str, str]], sampling: Any = None) -> Iterator[object]:
-        self.prompts.append(messages)
+    def chat(self, messages: Any, sampling: Any = None) -> Iterator[Event]:
+        self.prompts.append(list(messages))
         self.sampling.append(sampling)
         self.cancelled.clear()
         if self.reasoning:
-            from launcher.engine.events import ReasoningToken
-
             for piece in self.reasoning.split(" "):
                 yield ReasoningToken(piece + " ")
         words = self.reply.split(" ")
@@ -96,7 +116,7 @@ class FakeEngine:
         i = 0
         while True:
             if self.cancelled.is_set():
-                yield ReplyFinished({"stop_reason": "cancelled", "generated_tokens": n})
+                yield ReplyFinished(" ".join(words[:i]), _metrics(n, "cancelled"))
                 return
             if i >= len(words):
                 if not self.hold:
@@ -105,19 +125,12 @@ class FakeEngine:
                 self.cancelled.wait(0.01)
                 continue
             if self.crash_after is not None and n >= self.crash_after:
-                yield HostCrashed()
+                yield HostCrashed(-9, (), "The process was killed (out of memory?).", "sigkill")
                 return
             yield Token(words[i] + (" " if i < len(words) - 1 else ""))
             n += 1
             i += 1
-        yield ReplyFinished(
-            {
-                "ttft_s": 0.05,
-                "decode_tokens_per_s": 42.0,
-                "generated_tokens": n,
-                "stop_reason": "eos",
-            }
-        )
+        yield ReplyFinished(self.reply, _metrics(n, "eos"))
 
     def cancel(self) -> None:
         self.cancelled.set()

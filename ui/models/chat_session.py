@@ -32,45 +32,38 @@ from launcher.chats import (
     Conversation,
     ConversationSummary,
 )
-from launcher.engine.events import EngineParams, HostCrashed
+from launcher.engine.events import EngineParams, HostCrashed, Loaded, ReplyFinished
+from launcher.planning import MemoryPlan
 from ui.models.chat_tools import ServerTools, list_server_tools
 from ui.workers import ModelHost, TaskRunner, ToolTurn
 
 SAVE_INTERVAL_S = 2.0
 
 
-def metrics_from(event: Any, loaded: Any = None, plan: Any = None) -> dict[str, Any]:
-    """The numbers shown under a reply, from ``ReplyFinished`` (+ the load info and plan)."""
-    src = getattr(event, "metrics", None) or event
+def metrics_from(
+    event: ReplyFinished | None, loaded: Loaded | None = None, plan: MemoryPlan | None = None
+) -> dict[str, Any]:
+    """The numbers shown (and saved) under a reply: the reply's ``ReplyMetrics``, the memory
+    the model took when it loaded, and the plan it was checked against."""
     out: dict[str, Any] = {}
-    for key, names in {
-        "ttft_s": ("ttft_s", "time_to_first_token_s"),
-        "decode_tokens_per_s": ("decode_tokens_per_s", "tokens_per_s"),
-        "prefill_tokens_per_s": ("prefill_tokens_per_s",),
-        "prompt_tokens": ("prompt_tokens",),
-        "generated_tokens": ("generated_tokens", "completion_tokens"),
-        "stop_reason": ("stop_reason", "finish_reason"),
-        "remote": ("remote",),  # "NAME (URL)": a remote server's reply, measured here
-        "reasoning_tokens": ("reasoning_tokens",),
-    }.items():
-        for name in names:
-            value = src.get(name) if isinstance(src, dict) else getattr(src, name, None)
-            if value is not None:
-                out[key] = getattr(value, "value", value)
-                break
-    for source, names in ((loaded, ("rss_bytes", "memory_bytes", "total_bytes")),):
-        for name in names:
-            value = getattr(source, name, None) if source is not None else None
-            if isinstance(value, int | float) and value:  # 0: a remote model, nothing here
-                out["memory_bytes"] = int(value)
-                break
+    if event is not None:
+        m = event.metrics
+        out.update(
+            ttft_s=m.ttft_s,
+            decode_tokens_per_s=m.decode_tokens_per_s,
+            prefill_tokens_per_s=m.prefill_tokens_per_s,
+            prompt_tokens=m.prompt_tokens,
+            generated_tokens=m.generated_tokens,
+            stop_reason=m.stop_reason,
+            reasoning_tokens=m.reasoning_tokens,
+        )
+        if m.remote is not None:  # "NAME (URL)": a remote server's reply, measured here
+            out["remote"] = m.remote
+    if loaded is not None and loaded.rss_bytes:  # 0: a remote model, nothing held here
+        out["memory_bytes"] = loaded.rss_bytes
     if plan is not None:
-        total = getattr(plan, "total_bytes", None)
-        if isinstance(total, int | float):
-            out["estimate_bytes"] = int(total)
-        verdict = getattr(plan, "verdict", None)
-        if verdict is not None:
-            out["estimate_verdict"] = str(getattr(verdict, "value", verdict))
+        out["estimate_bytes"] = plan.total_bytes
+        out["estimate_verdict"] = plan.verdict
     return out
 
 
@@ -133,8 +126,8 @@ class ChatSession(QObject):
         self._default_preset = preset
         self.host: ModelHost | None = None
         self.model_path: str | None = None
-        self.loaded: Any = None
-        self.plan: Any = None
+        self.loaded: Loaded | None = None
+        self.plan: MemoryPlan | None = None
         self.state = "unloaded"
         self.conversation = self._new_conversation()
         self._reply: ChatMessage | None = None
@@ -275,9 +268,9 @@ class ChatSession(QObject):
             self.safe_offer = None
             self.safe_settings_offered.emit("")
         self.model_path = path
-        self.plan = (
-            params if params is not None else (self._plan_for(path) if self._plan_for else None)
-        )
+        # Explicit params (the safe settings) load as they are, with no plan to check against.
+        self.plan = None if params is not None or not self._plan_for else self._plan_for(path)
+        load_with: EngineParams | MemoryPlan | None = params if params is not None else self.plan
         host = self._host_factory()
         # Bound methods of this QObject: Qt queues them to the GUI thread.
         host.worker.load_progress.connect(self._on_load_progress)
@@ -299,7 +292,7 @@ class ChatSession(QObject):
         self.host = host
         self._memory_bytes = None
         self._set_state("loading")
-        host.load(path, self.plan)
+        host.load(path, load_with)
 
     def unload_model(self) -> None:
         """End the model host (its memory returns to the system)."""
@@ -327,12 +320,14 @@ class ChatSession(QObject):
         if not self._stale():
             self.load_progressed.emit(fraction)
 
-    def _on_load_finished(self, loaded: object) -> None:
+    def _on_load_finished(self, loaded: Loaded) -> None:
         if self._stale() or self.host is None:
             return  # unloaded while it was loading
         self.loaded = loaded
         # An engine that planned the load itself keeps the plan: show replies against it.
-        self.plan = getattr(self.host.engine, "plan", None) or self.plan
+        planned = getattr(self.host.engine, "plan", None)  # a PlannedEngine's own plan
+        if isinstance(planned, MemoryPlan):
+            self.plan = planned
         self.conversation.model_path = self.model_path
         self._set_state("ready")
         if self.model_path:
@@ -459,7 +454,7 @@ class ChatSession(QObject):
             return
         if self._reply is not None and event.text:
             reply.content = event.text
-        metrics = metrics_from({}, self.loaded, self.plan)
+        metrics = metrics_from(None, self.loaded, self.plan)
         metrics.update(turn_summary(event.metrics))
         if event.stop == "round_limit":
             metrics["round_limit"] = True
@@ -496,7 +491,7 @@ class ChatSession(QObject):
         if not self._stale():
             self._memory_bytes = int(memory_bytes)
 
-    def _on_reply_finished(self, event: object) -> None:
+    def _on_reply_finished(self, event: ReplyFinished) -> None:
         if self._reply is None or self._stale():
             return
         metrics = metrics_from(event, self.loaded, self.plan)

@@ -132,11 +132,11 @@ class ComparePane(QFrame):
             colour_bg = QColor(colour)
             colour_bg.setAlpha(40)
             fmt.setBackground(colour_bg)
-            sel.format = fmt  # type: ignore[attr-defined]
+            sel.format = fmt
             cursor = QTextCursor(self.reply.document())
             cursor.setPosition(start)
             cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
-            sel.cursor = cursor  # type: ignore[attr-defined]
+            sel.cursor = cursor
             selections.append(sel)
         self.reply.setExtraSelections(selections)
         self.differences = len(spans)

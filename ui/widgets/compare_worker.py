@@ -78,10 +78,10 @@ class CompareRunner(QObject):
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
-        self.thread = QThread()
-        self.thread.setObjectName("compare worker")
+        self._thread = QThread()
+        self._thread.setObjectName("compare worker")
         self._worker = _CompareWorker()
-        self._worker.moveToThread(self.thread)
+        self._worker.moveToThread(self._thread)
         self._run_requested.connect(self._worker.on_run)
         self._worker.event_received.connect(self.event_received)
         self._worker.tokens_received.connect(self.tokens_received)
@@ -89,7 +89,7 @@ class CompareRunner(QObject):
         self._worker.finished.connect(self._on_finished)
         self.job: Job | None = None
         self._shut_down = False
-        self.thread.start()
+        self._thread.start()
 
     @property
     def running(self) -> bool:
@@ -117,5 +117,5 @@ class CompareRunner(QObject):
             return
         self._shut_down = True
         self.stop()
-        self.thread.quit()
-        self.thread.wait()
+        self._thread.quit()
+        self._thread.wait()
