@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any
 
 from launcher.compare_checks import CodeCheck, SuiteError
-from launcher.compare_suites import PromptSuite, SuitePrompt
+from launcher.compare_prompts import PromptSuite, SuitePrompt
 
 NAME = "humaneval"
 TIMEOUT_S = 10.0  # per problem; HumanEval's own harness uses 3 s on a fast machine

@@ -10,7 +10,7 @@ Implementations: ``EngineClient`` (a model host process running llama.cpp),
 ``RemoteEngineClient`` (an OpenAI-compatible server), ``LocalOrRemoteClient`` (either, what
 the app's chat holds); the API server's ``SharedModel`` and the app's planned engine wrap
 one. Test fakes implement it with the real event classes. mypy checks the engine package's
-own implementations against the protocol below (``_conforms``).
+own implementations against it (``_conforms`` at the end of ``remote.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from launcher.engine.events import EngineParams, Event, Loaded, LoadProgress, Sampling
 
 if TYPE_CHECKING:
-    from launcher.engine.client import EngineClient
-    from launcher.engine.remote import LocalOrRemoteClient, RemoteEngineClient
     from launcher.planning import MemoryPlan
 
 #: A chat message: ``role`` and ``content``, plus OpenAI's tool-use fields (an assistant's
@@ -72,11 +70,3 @@ class Engine(Protocol):
     def memory(self) -> tuple[int, int | None]:
         """(RSS bytes, GPU bytes or None where unknown) the engine holds right now."""
         ...
-
-
-if TYPE_CHECKING:
-
-    def _conforms(
-        local: EngineClient, remote: RemoteEngineClient, either: LocalOrRemoteClient
-    ) -> tuple[Engine, Engine, Engine]:
-        return local, remote, either

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from launcher.engine.api import Message
-from launcher.engine.client import plain_message
+from launcher.engine.api import Engine, Message
+from launcher.engine.client import EngineClient, plain_message
 from launcher.engine.events import (
     EngineParams,
     Event,
@@ -694,3 +694,12 @@ class LocalOrRemoteClient:
 
     def __exit__(self, *exc: object) -> None:
         self.unload()
+
+
+if TYPE_CHECKING:
+
+    def _conforms(
+        local: EngineClient, remote: RemoteEngineClient, either: LocalOrRemoteClient
+    ) -> tuple[Engine, Engine, Engine]:
+        """mypy checks that each engine here implements the contract."""
+        return local, remote, either

@@ -30,7 +30,7 @@ from launcher.server.reply import Block, Blocks, GenRequest, arguments_object, n
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from launcher.server.httpd import LocalApiServer
+    from launcher.server.hosting import ApiHost
 
 STOP_REASONS = {
     "eos": "end_turn",
@@ -210,7 +210,7 @@ def parse_count_tokens(body: Any) -> GenRequest:
 
 
 async def count_tokens(
-    api: LocalApiServer,
+    api: ApiHost,
     request: Request,
     read_body: Callable[[Request], Awaitable[bytes]],
     client: str,

@@ -48,7 +48,7 @@ from launcher.server.reply import GenRequest, Renderer
 from launcher.server.schemas import parse_json
 
 if TYPE_CHECKING:
-    from launcher.server.httpd import LocalApiServer
+    from launcher.server.hosting import ApiHost
     from launcher.server.pool import SharedModel, TurnStream
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class ReplyPump:
     the client leaves or the server stops), iterates the engine's events and hands each to the
     event loop. ``cancel()`` (from the loop) stops the reply; the worker drains it."""
 
-    def __init__(self, api: LocalApiServer, model: SharedModel, stream: TurnStream) -> None:
+    def __init__(self, api: ApiHost, model: SharedModel, stream: TurnStream) -> None:
         self.api = api
         self.model = model
         self.stream = stream
@@ -137,7 +137,7 @@ class ReplyResponse(Response):
 
     def __init__(
         self,
-        api: LocalApiServer,
+        api: ApiHost,
         rid: int,
         gen: GenRequest,
         model: SharedModel,
@@ -369,7 +369,7 @@ def _route_path(request: Request) -> str:
     return str(request.url.path).rstrip("/") or "/"
 
 
-def build_app(api: LocalApiServer) -> Starlette:
+def build_app(api: ApiHost) -> Starlette:
     """The Starlette application serving ``api``'s registry."""
     # Opt-in recording of chat requests (off unless the user turned it on in the settings).
     recorder = getattr(api, "recorder", None) or TrafficRecorder.from_settings()
