@@ -58,6 +58,9 @@ _fault = ""
 #: Streamed text is batched to at most one message per this many seconds (20 a second, as
 #: smooth as a chat pane can show); a model slower than that still sends every token.
 FLUSH_S = 0.05
+#: A request goes to the slot whose cache shares a prefix with it when that prefix is at
+#: least 1/SLOT_SIMILARITY of the prompt (llama-server's ``--slot-prompt-similarity`` 0.1).
+SLOT_SIMILARITY = 10
 
 
 class _LogCapture:
@@ -384,8 +387,9 @@ class _Host:
 
     def _place(self, seq: _Seq) -> bool:
         """Put ``seq`` in a free slot: the one whose cached prompt shares the longest prefix
-        with it (a follow-up turn lands where its conversation is), else the lowest free
-        one. Reuses that prefix's KV and builds the samplers. False when no slot is free."""
+        with it (a follow-up turn lands where its conversation is), else an empty or the
+        least recently used one. Reuses that prefix's KV and builds the samplers. False when
+        no slot is free."""
         llama = self.llama
         free = [s for s in self.slots if s.seq is None]
         if not free:
@@ -401,9 +405,17 @@ class _Host:
                 n += 1
             return n
 
-        # Without a shared prefix, the lowest free slot: busy slots stay together at the
-        # start, and llama.cpp decodes consecutive slots in one micro-batch (see _step).
-        slot = max(free, key=lambda s: (shared(s), -s.id))
+        def rank(slot: _Slot) -> tuple[int, bool, float, int]:
+            # A prefix that is a real part of the prompt (llama-server's similarity 0.1), not
+            # just the BOS token; else a slot whose cache holds nothing, else the least
+            # recently used (llama-server's choice); the lowest of equals, so that a burst
+            # takes neighbouring slots: llama.cpp decodes consecutive slots in one
+            # micro-batch (see _step).
+            n = shared(slot)
+            similar = n if n * SLOT_SIMILARITY >= len(tokens) else 0
+            return (similar, not slot.cached, -slot.last_used, -slot.id)
+
+        slot = max(free, key=rank)
         mem = llama.llama_get_memory(self.ctx)
         keep = shared(slot)
         # Sliding-window caches drop old cells: the kept prefix is usable only if the last

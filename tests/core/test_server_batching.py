@@ -274,3 +274,17 @@ def test_each_slot_has_its_own_grammar_sampling_and_logprobs(served: Served) -> 
     assert len(sampled.logprobs) == sampled.metrics.generated_tokens > 0
     assert all(len(lp.top) == 2 for lp in sampled.logprobs)
     assert results["greedy"].text == served.solo[PROMPTS[4]]
+
+
+def test_a_follow_up_finds_its_prefix_in_its_slot_after_other_conversations(
+    served: Served,
+) -> None:
+    """Each slot keeps its cache: a conversation's next turn reuses its prompt's KV even when
+    other requests ran in between (with one slot they would have overwritten it)."""
+    client = served.model.client
+    story = "Here is a long story about a lighthouse keeper and the sea. " * 4
+    first = _text(client.complete(story, GREEDY))
+    for prompt in PROMPTS[:3]:  # other clients' requests in between
+        _text(client.complete(prompt, GREEDY))
+    follow_up = _text(client.complete(story + first.text + " Then", GREEDY))
+    assert follow_up.metrics.cached_tokens >= first.metrics.prompt_tokens
