@@ -30,6 +30,7 @@ from launcher.planning import bytes_per_pool
 from launcher.server.config import ApiConfig, load_api_config, save_api_config
 from launcher.server.pool import ModelRegistry
 from launcher.settings import Settings, load_settings, save_settings
+from ui.controllers.discover import DiscoverController
 from ui.controllers.mcp import McpServersController
 from ui.controllers.remotes import RemotesController
 from ui.main_window import MainWindow
@@ -39,13 +40,10 @@ from ui.models.rows import (
     CandidateRow,
     DownloadRow,
     LocalModelRow,
-    candidate_from,
-    candidate_from_option,
     check_from,
     local_model_from,
     set_aside_from,
 )
-from ui.models.wording import plural
 from ui.theme import apply_theme, fmt_bytes
 from ui.views.chat import ChatView
 from ui.views.discover import DiscoverView
@@ -71,16 +69,6 @@ def machine_summary(profile: Any) -> str:
         f"This machine: {profile.cpu_model}, {profile.cpu_cores} cores · {pools} · "
         f"llama.cpp backend: {profile.backend.upper()}{emulation}"
     )
-
-
-def plan_repo_files(
-    repo: str, profile: Any, context: int, calibration: Any = None
-) -> list[CandidateRow]:
-    """A Hub repository's GGUF choices as rows (``launcher.recommend.plan_repo``: the usual
-    quants planned from their headers). Runs on a worker thread."""
-    from launcher.recommend import plan_repo
-
-    return [candidate_from_option(o) for o in plan_repo(repo, profile, context, calibration)]
 
 
 class PlannedEngine:
@@ -156,11 +144,9 @@ class AppContext(QObject):
         self._started = False
         self._library: Any = None
         self._calibration_store: Any = None
-        self._expanding: set[str] = set()
         self._catalog: Any = None
         self._catalog_lock = threading.Lock()
         self._downloads_service: Any = None
-        self._candidates: list[CandidateRow] = []
         self._model_pids: dict[str, int] = {}
 
         # One thread per kind of work, so a slow Hub request or a big library scan never
@@ -205,6 +191,15 @@ class AppContext(QObject):
         self.chat = ChatView(self.session, self.local_models)
         self.doctor = DoctorView(self.settings, str(paths.models_dir))
         self.mcp_servers = McpServersController(paths, self.network_tasks, self.doctor.mcp)
+        self.discover_ctl = DiscoverController(
+            self.discover,
+            self.local_tasks,
+            self.network_tasks,
+            profile=lambda: self.profile,
+            calibration=self._calibration,
+            catalog=self._load_catalog,
+        )
+        self.discover_ctl.candidates_changed.connect(self._on_candidates_changed)
         self.remotes = RemotesController(paths, self.network_tasks, self.doctor.remotes)
         self.remotes.models_listed.connect(self._on_remote_models)
         self._library_rows: list[LocalModelRow] = []
@@ -312,8 +307,6 @@ class AppContext(QObject):
 
     def _wire(self) -> None:
         d = self.discover
-        d.filters_changed.connect(self.refresh_recommendations)
-        d.search_requested.connect(self.search_hub)
         d.download_requested.connect(self.start_download)
         d.chat_requested.connect(self.open_chat)
         d.starter_requested.connect(self.install_starter)
@@ -323,7 +316,6 @@ class AppContext(QObject):
         w.add_shortcut("Ctrl+N", lambda: self._chat_then(self.chat.new_chat))
         w.add_shortcut("Ctrl+L", lambda: self._chat_then(self.chat.focus_input))
         d.candidate_hovered.connect(self._on_candidate_hovered)
-        d.expand_requested.connect(self.expand_repo)
         lib = self.library_view
         lib.chat_requested.connect(self.open_chat)
         lib.rescan_requested.connect(self.scan_library)
@@ -380,7 +372,7 @@ class AppContext(QObject):
         summary = machine_summary(profile)
         self.discover.set_machine_text(summary)
         self.doctor.set_machine(summary, profile.backend.upper())
-        self.refresh_recommendations(self.discover.use, self.discover.context)
+        self.discover_ctl.refresh(self.discover.use, self.discover.context)
         self.run_doctor()
         self._start_sampler(profile)
         self._check_token()
@@ -402,44 +394,18 @@ class AppContext(QObject):
         self.sampler_worker.start()
 
     # ------------------------------------------------------------------ discover
-    def refresh_recommendations(self, use: str, context: int) -> None:
-        profile = self.profile
-        if profile is None:
-            return
-        self.discover.set_busy("Ranking the catalog for this machine…")
-
-        calibration = self._calibration()
-
-        def work() -> list[CandidateRow]:
-            from launcher.recommend import recommend
-
-            recs = recommend(
-                profile,
-                use or None,
-                context,
-                catalog=self._load_catalog(),
-                include_no_fit=True,
-                calibration=calibration,
-            )
-            return [candidate_from(r) for r in recs]
-
-        self.local_tasks.submit(work, self._on_recommendations, self.discover.set_busy)
-
-    def _on_recommendations(self, rows: list[CandidateRow]) -> None:
-        self._candidates = rows
-        fits = plural(sum(r.verdict != "no_fit" for r in rows), "catalog model")
-        self.discover.set_candidates(
-            rows,
-            f"{fits} {'fits' if fits.startswith('1 ') else 'fit'} this machine "
-            "(offline catalog; estimates from each file's header).",
-        )
+    def _on_candidates_changed(self) -> None:
         self._update_candidate_states()
         self._show_recommended()
 
     def recommended_model(self) -> CandidateRow | None:
         """The best-ranked catalog file that fits this machine: what the starter points to."""
         return next(
-            (r for r in self._candidates if r.verdict != "no_fit" and r.repo and r.filename),
+            (
+                r
+                for r in self.discover_ctl.candidates
+                if r.verdict != "no_fit" and r.repo and r.filename
+            ),
             None,
         )
 
@@ -464,70 +430,6 @@ class AppContext(QObject):
             self.window.show_view("library")
         else:
             self.discover.trigger(row)  # the same path as Discover's Download button
-
-    def search_hub(self, query: str) -> None:
-        self.discover.set_busy(f"Searching Hugging Face for “{query}”…")
-
-        def work() -> list[CandidateRow]:
-            from launcher import hub
-
-            results = hub.search_models(query, limit=30)
-            return [
-                CandidateRow(
-                    key=f"{r.repo_id}/",
-                    name=r.repo_id,
-                    repo=r.repo_id,
-                    filename="",
-                    quant="",
-                    size_bytes=None,
-                    verdict="unknown",
-                    note=f"{r.downloads:,} downloads · {r.likes} likes"
-                    + (" · gated: needs a token" if r.gated else ""),
-                    source=r,
-                )
-                for r in results
-            ]
-
-        self.network_tasks.submit(
-            work,
-            lambda rows: self.discover.set_candidates(
-                rows,
-                f"{plural(len(rows), 'repository', 'repositories')} on Hugging Face. "
-                "Pick one to see its files.",
-            ),
-            lambda message: self.discover.show_search_failed(query, message),
-        )
-
-    def expand_repo(self, row: CandidateRow) -> None:
-        """Replace a Hub search result by its GGUF files, each planned from its header."""
-        if row.repo in self._expanding or self.profile is None:
-            return
-        self._expanding.add(row.repo)
-        profile, context, calibration = self.profile, self.discover.context, self._calibration()
-        self.discover.set_busy(f"Reading the GGUF headers of {row.repo}…")
-
-        def work() -> list[CandidateRow]:
-            return plan_repo_files(row.repo, profile, context, calibration)
-
-        def done(files: list[CandidateRow]) -> None:
-            self._expanding.discard(row.repo)
-            rows = self.discover.model.rows()
-            at = next((i for i, r in enumerate(rows) if r.key == row.key), None)
-            if at is None:
-                return  # the list changed meanwhile (another search)
-            rows[at : at + 1] = files
-            self.discover.set_candidates(
-                rows, f"{row.repo}: {plural(len(files), 'GGUF file')}, planned for this machine."
-            )
-            self._update_candidate_states()
-            if files:
-                self.discover.select_key(files[0].key)
-
-        def failed(message: str) -> None:
-            self._expanding.discard(row.repo)
-            self.discover.set_busy(message)
-
-        self.network_tasks.submit(work, done, failed)
 
     def _on_view_changed(self, key: str) -> None:
         # The ghost answers "does it fit?" while choosing in Discover; elsewhere it would lie.
@@ -618,7 +520,7 @@ class AppContext(QObject):
     def _update_candidate_states(self) -> None:
         local = {Path(r.path).name: r.path for r in self.local_models.rows()}
         states: dict[str, tuple[str, Any]] = {}
-        for row in self._candidates:
+        for row in self.discover_ctl.candidates:
             if row.filename and Path(row.filename).name in local:
                 states[row.key] = ("chat", local[Path(row.filename).name])
         for d in self.downloads.rows():

@@ -92,7 +92,7 @@ def test_an_offline_search_says_so_and_shows_no_catalog_rows(
 
 def test_a_search_with_one_result_counts_it_in_the_singular(qtbot, ctx: AppContext, hub) -> None:
     hub.add_repo("org/only-GGUF", {"only-Q4_K_M.gguf": Synthetic(size=4096, head=make_gguf())})
-    ctx.search_hub("only")
+    ctx.discover_ctl.search("only")
     qtbot.waitUntil(lambda: "on Hugging Face" in ctx.discover.status.text(), timeout=30000)
     assert ctx.discover.status.text().startswith("1 repository on Hugging Face.")
 
