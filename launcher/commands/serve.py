@@ -111,12 +111,19 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="unload a model nobody used for this long (default: the app's setting, never)",
     )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="record every chat request to api-traffic.jsonl in the data folder, for "
+        "`compare --suite api-log` (default: the app's setting, off)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line when ready")
     p.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
     from launcher.server.httpd import LocalApiServer, check_bind, check_origins
+    from launcher.server.recording import TrafficRecorder, traffic_file
 
     # Refuse an unsafe address or a bad origin before spending time loading models.
     check_bind(args.host, args.api_key)
@@ -191,8 +198,11 @@ def handler(args: argparse.Namespace) -> int:
             port=args.port,
             api_key=args.api_key,
             cors_origins=args.cors_origin,
+            recorder=TrafficRecorder(traffic_file()) if args.record else None,
         )
         server.start()
+        if args.record:
+            print(f"Recording chat requests to {traffic_file()}.", file=sys.stderr, flush=True)
         if on_demand is not None:
             on_demand.start()
         if args.json:

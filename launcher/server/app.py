@@ -43,7 +43,6 @@ from launcher.server import anthropic_api as an
 from launcher.server import openai_api as oa
 from launcher.server import responses_api as ra
 from launcher.server.errors import ApiError, context_error, unloaded_error
-from launcher.server.recording import TrafficRecorder
 from launcher.server.reply import GenRequest, Renderer
 from launcher.server.schemas import parse_json
 
@@ -371,8 +370,7 @@ def _route_path(request: Request) -> str:
 
 def build_app(api: ApiHost) -> Starlette:
     """The Starlette application serving ``api``'s registry."""
-    # Opt-in recording of chat requests (off unless the user turned it on in the settings).
-    recorder = getattr(api, "recorder", None) or TrafficRecorder.from_settings()
+    recorder = api.recorder  # opt-in recording of chat requests (off by default)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from launcher.server.pool import ModelRegistry, SharedModel
+from launcher.server.recording import TrafficRecorder
 from launcher.server.requestlog import RequestLog
 
 
@@ -18,6 +19,7 @@ class ApiHost(Protocol):
 
     registry: ModelRegistry
     log: RequestLog
+    recorder: TrafficRecorder
     cors_origins: tuple[str, ...]
     stopping: bool
 

@@ -28,6 +28,7 @@ from launcher.server.app import API_SOURCE_PREFIX, MAX_BODY_BYTES, build_app
 from launcher.server.config import DEFAULT_HOST, DEFAULT_PORT
 from launcher.server.errors import ApiError
 from launcher.server.pool import ModelRegistry, SharedModel
+from launcher.server.recording import TrafficRecorder
 from launcher.server.requestlog import RequestLog
 
 __all__ = ["MAX_BODY_BYTES", "LocalApiServer", "check_bind", "is_loopback"]
@@ -89,6 +90,7 @@ class LocalApiServer:
         api_key: str | None = None,
         request_log: RequestLog | None = None,
         cors_origins: Sequence[str] = (),
+        recorder: TrafficRecorder | None = None,
     ) -> None:
         check_bind(host, api_key)
         self.registry = registry
@@ -97,6 +99,8 @@ class LocalApiServer:
         self.api_key = api_key or None
         self.cors_origins = check_origins(cors_origins)
         self.log = request_log if request_log is not None else RequestLog()
+        # Opt-in recording of chat requests: the user's setting unless told otherwise.
+        self.recorder = recorder if recorder is not None else TrafficRecorder.from_settings()
         self.stopping = False
         self._server: object | None = None
         self._thread: threading.Thread | None = None

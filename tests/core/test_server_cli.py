@@ -12,8 +12,11 @@ from pathlib import Path
 import openai
 import psutil
 
+from launcher.server.recording import read_traffic, traffic_file
+
 
 def test_serve_answers_then_ctrl_c_stops_it_cleanly(app_home: Path, gemma_path: Path) -> None:
+    """With ``--record`` the request is also kept for ``compare --suite api-log``."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -28,6 +31,7 @@ def test_serve_answers_then_ctrl_c_stops_it_cleanly(app_home: Path, gemma_path: 
             "1024",
             "--threads",
             "1",
+            "--record",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -50,13 +54,16 @@ def test_serve_answers_then_ctrl_c_stops_it_cleanly(app_home: Path, gemma_path: 
         finally:
             client.close()
         assert reply.choices[0].message.content is not None
+        recorded = read_traffic(traffic_file())
+        assert [e["messages"][-1]["content"] for e in recorded.entries] == ["Say hello."]
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         # The host was unloaded; multiprocessing's tracker leaves when it sees its parent go.
         _, alive = psutil.wait_procs(children, timeout=30)
         assert not alive
-        assert "loaded in" in (proc.stderr.read() if proc.stderr else "")
+        err = proc.stderr.read() if proc.stderr else ""
+        assert "loaded in" in err and "Recording chat requests to" in err
     finally:
         if proc.poll() is None:
             proc.kill()
