@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from launcher.machines import resolve_machine
-from launcher.paths import AppPaths
 from launcher.tools.config import McpStore
 from tests.support.mcp_fixtures import SERVER_MODULE
+from tests.ui.ui_fakes import started_app
 from ui.app import AppContext
 
 SECRET = "tok-ui-0a1b2c3d4e"
@@ -24,16 +23,7 @@ SECRET = "tok-ui-0a1b2c3d4e"
 
 @pytest.fixture
 def ctx(qtbot, app_home) -> Iterator[AppContext]:
-    context = AppContext(
-        AppPaths.default(), profile=resolve_machine("unified=16GiB"), live_gauge=False
-    )
-    qtbot.addWidget(context.window)
-    context.window.show()
-    context.start()
-    try:
-        yield context
-    finally:
-        context.window.close()
+    yield from started_app(qtbot)
 
 
 def test_add_test_import_and_remove_mcp_servers(qtbot, ctx: AppContext, tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 from PySide6.QtCore import Qt
 
-from launcher.machines import resolve_machine
-from launcher.paths import AppPaths
 from launcher.tools.config import McpServerConfig, McpStore
+from tests.ui.ui_fakes import started_app
 from ui.app import AppContext
 
 OLD, NEW = "tok-old-0a1b2c3d", "tok-new-9z8y7x6w"
@@ -20,16 +19,7 @@ OLD, NEW = "tok-old-0a1b2c3d", "tok-new-9z8y7x6w"
 def ctx(qtbot, app_home) -> Iterator[AppContext]:
     McpStore().save(McpServerConfig("calc", "stdio", command="calc-server",
                                     env={"API_TOKEN": OLD, "REGION": "eu"}))  # fmt: skip
-    context = AppContext(
-        AppPaths.default(), profile=resolve_machine("unified=16GiB"), live_gauge=False
-    )
-    qtbot.addWidget(context.window)
-    context.window.show()
-    context.start()
-    try:
-        yield context
-    finally:
-        context.window.close()
+    yield from started_app(qtbot)
 
 
 def test_env_values_are_set_added_and_removed_never_shown(qtbot, ctx: AppContext) -> None:

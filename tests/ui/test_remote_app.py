@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import pytest
 from PySide6.QtCore import Qt
 
-from launcher.machines import resolve_machine
-from launcher.paths import AppPaths
 from launcher.remotes import RemoteStore
 from tests.support.remote_fake_server import FakeOpenAIServer, Script, fake_openai_server
+from tests.ui.ui_fakes import started_app
 from ui.app import AppContext
 
 KEY = "sk-ui-secret-42"
@@ -27,16 +26,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture
 def ctx(qtbot, app_home) -> Iterator[AppContext]:
-    context = AppContext(
-        AppPaths.default(), profile=resolve_machine("unified=16GiB"), live_gauge=False
-    )
-    qtbot.addWidget(context.window)
-    context.window.show()
-    context.start()
-    try:
-        yield context
-    finally:
-        context.window.close()
+    yield from started_app(qtbot)
 
 
 def _add(qtbot, ctx: AppContext, url: str, key: str) -> None:

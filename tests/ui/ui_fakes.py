@@ -24,7 +24,7 @@ from launcher.engine.events import (
     Token,
 )
 
-__all__ = ["FakeEngine", "fake_loaded"]
+__all__ = ["FakeEngine", "fake_loaded", "started_app"]
 
 
 def fake_loaded(path: str, **changes: Any) -> Loaded:
@@ -138,3 +138,22 @@ class FakeEngine:
     def unload(self) -> None:
         self.unloaded += 1
         self._host_ended.set()
+
+
+def started_app(qtbot: Any) -> Iterator[Any]:
+    """A real ``AppContext`` on a 16 GiB unified-memory machine, shown and started; closed
+    after the test (for ``yield from`` in a fixture that needs the app's settings views)."""
+    from launcher.machines import resolve_machine
+    from launcher.paths import AppPaths
+    from ui.app import AppContext
+
+    context = AppContext(
+        AppPaths.default(), profile=resolve_machine("unified=16GiB"), live_gauge=False
+    )
+    qtbot.addWidget(context.window)
+    context.window.show()
+    context.start()
+    try:
+        yield context
+    finally:
+        context.window.close()
